@@ -1,0 +1,623 @@
+"""Floor-plan semantics: walls, doors, windows and columns from layers and geometry.
+
+The reader hands geometry found on layers whose names match a category rule
+(:data:`cad2gltf.options.DEFAULT_LAYER_RULES`) to a :class:`SemanticCollector`:
+
+* **walls**: closed outlines (polylines, hatches, solids) are wall footprints as drawn;
+  open lines are paired when two are parallel, overlap along their length and lie
+  ``min_wall_thickness..max_wall_thickness`` apart (the two faces of one wall); short
+  uncovered pieces next to a pair (corners, T-junctions) are bridged with that pair's
+  thickness; remaining single lines become walls of the default thickness.
+* **doors / windows**: the geometry of each top-level entity (usually a block
+  reference) is one element; touching elements on the same layer are merged. Each
+  element is projected onto the axis of its nearest wall, which gives the opening's
+  extent along the wall; the opening is cut through the full wall thickness (doors from
+  the floor to the head height, windows from sill to head). Where the wall was drawn
+  with a gap, the lintel (and the sill under a window) fill the gap instead.
+* **columns**: closed outlines extruded to the wall height.
+* **stairs** and everything else recognised: their own element node with linework.
+
+All geometry is produced in drawing units (the reader scales the whole scene to metres
+afterwards); option values in metres are converted with the drawing scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cad2gltf.geometry.polygons import extrude_bands, iter_polygons
+from cad2gltf.options import ConvertOptions
+from cad2gltf.scene import Color, SceneBuilder
+
+__all__ = ["SemanticCollector"]
+
+_GLASS: Color = (0.55, 0.75, 0.9, 0.35)
+_EXTRUDED = {"wall", "column"}
+_OPENINGS = {"door", "window"}
+
+
+@dataclass
+class _Wall:
+    footprint: Any                      # shapely polygon, drawing units
+    handles: list[str]
+    layer: str
+    color: Color
+    style: str                          # pair | single | outline
+    axis: tuple[float, float] | None = None   # unit direction for pair/single walls
+    strip: tuple[float, float] | None = None  # normal offsets (lo, hi) for pair/single
+    cutouts: list[tuple[Any, float, float]] = field(default_factory=list)
+    openings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Element:
+    category: str
+    layer: str
+    handles: list[str]
+    color: Color
+    lines: list[tuple[np.ndarray, bool, Color]] = field(default_factory=list)
+    tris: list[tuple[np.ndarray, np.ndarray | None, Color]] = field(default_factory=list)
+
+    def points2d(self) -> np.ndarray:
+        parts = [p[:, :2] for p, _, _ in self.lines] + [p[:, :2] for p, _, _ in self.tris]
+        return np.vstack(parts) if parts else np.zeros((0, 2))
+
+
+class SemanticCollector:
+    """Collects geometry of semantic layers during the walk; emits 3D elements after it."""
+
+    def __init__(self, options: ConvertOptions) -> None:
+        self.opt = options
+        self.segments: list[tuple[np.ndarray, np.ndarray, str, str, Color]] = []
+        self.polygons: list[tuple[Any, str, str, Color, str]] = []  # poly, handle, layer, color, cat
+        self.elements: dict[str, _Element] = {}
+        self.layer_color: dict[str, Color] = {}
+
+    # -- collection (called by the reader) ---------------------------------------------
+
+    def element_key(self, category: str, layer: str, handle: str, builder: SceneBuilder) -> str:
+        """Key under which geometry of one top-level entity on a semantic layer is kept."""
+        return f"{category}|{layer}|{handle}"
+
+    @staticmethod
+    def _split(key: str) -> tuple[str, str, str]:
+        cat, layer, handle = key.split("|", 2)
+        return cat, layer, handle
+
+    def _element(self, key: str, color: Color) -> _Element:
+        el = self.elements.get(key)
+        if el is None:
+            cat, layer, handle = self._split(key)
+            el = self.elements[key] = _Element(cat, layer, [handle] if handle else [], color)
+        return el
+
+    def take_polyline(self, category: str, key: str, pts: np.ndarray, closed: bool,
+                      handle: str, color: Color) -> bool:
+        """Offer a vertex chain; True when it was consumed (not to be drawn as linework)."""
+        _, layer, _ = self._split(key)
+        if category in _EXTRUDED:
+            if closed or (pts.shape[0] >= 4 and np.allclose(pts[0, :2], pts[-1, :2])):
+                poly = _polygon(pts[:, :2])
+                if poly is not None:
+                    self.polygons.append((poly, handle, layer, color, category))
+                    return True
+            if category == "wall":
+                p, q = pts[:-1, :2], pts[1:, :2]
+                for a, b in zip(p, q):
+                    self.segments.append((a.copy(), b.copy(), handle, layer, color))
+                return True
+            return False
+        self._element(key, color).lines.append((pts, closed, color))
+        return True
+
+    def take_triangles(self, category: str, key: str, pts: np.ndarray, idx: np.ndarray | None,
+                       handle: str, color: Color) -> bool:
+        """Offer triangles (SOLID, 3DFACE, wide polylines)."""
+        _, layer, _ = self._split(key)
+        if category in _EXTRUDED:
+            import shapely
+
+            tri = pts if idx is None else pts[idx]
+            polys = [_polygon(tri[k:k + 3, :2]) for k in range(0, tri.shape[0] - 2, 3)]
+            polys = [p for p in polys if p is not None]
+            if polys:
+                merged = shapely.union_all(polys)
+                for poly in iter_polygons(merged):
+                    self.polygons.append((poly, handle, layer, color, category))
+            return True
+        self._element(key, color).tris.append((pts, idx, color))
+        return True
+
+    def take_polygon(self, category: str, key: str, poly: Any, pos3: np.ndarray,
+                     idx: np.ndarray, m: np.ndarray | None, handle: str, color: Color) -> bool:
+        """Offer a filled polygon (solid HATCH), ``poly`` in the entity's plane."""
+        _, layer, _ = self._split(key)
+        if category in _EXTRUDED:
+            from shapely import affinity
+
+            if m is not None:
+                poly = affinity.affine_transform(poly, [m[0, 0], m[1, 0], m[0, 1], m[1, 1],
+                                                        m[3, 0], m[3, 1]])
+            for p in iter_polygons(poly):
+                self.polygons.append((p, handle, layer, color, category))
+            return True
+        self._element(key, color).tris.append((pos3, idx, color))
+        return True
+
+    # -- emission ------------------------------------------------------------------------
+
+    def emit(self, builder: SceneBuilder, scale: float, warnings: list[str]) -> None:
+        """Build walls, openings and columns; add their nodes to ``builder``."""
+        unit = 1.0 / scale  # drawing units per metre
+        o = self.opt
+        walls = self._walls(unit)
+        columns = [w for w in walls if w.style == "column"]
+        walls = [w for w in walls if w.style != "column"]
+        openings = self._openings(walls, unit, warnings)
+
+        height = o.wall_height * unit
+        for n, wall in enumerate(walls, 1):
+            pos, idx = extrude_bands(wall.footprint, 0.0, height, wall.cutouts)
+            key = f"wall:{n}"
+            self._layer_node(builder, wall.layer)
+            length, thickness = _dimensions(wall)
+            builder.node(key, name=f"wall {n}", category="wall", parent="layer:" + wall.layer,
+                         layer=wall.layer, style=wall.style, height_m=o.wall_height,
+                         thickness_m=round(thickness / unit, 4),
+                         length_m=round(length / unit, 4), openings=wall.openings).source = \
+                sorted(set(wall.handles))
+            builder.add_triangles(key, wall.color, pos, idx, double_sided=False)
+        for n, col in enumerate(columns, 1):
+            pos, idx = extrude_bands(col.footprint, 0.0, height, [])
+            key = f"column:{n}"
+            self._layer_node(builder, col.layer)
+            builder.node(key, name=f"column {n}", category="column",
+                         parent="layer:" + col.layer, layer=col.layer,
+                         height_m=o.wall_height).source = sorted(set(col.handles))
+            builder.add_triangles(key, col.color, pos, idx, double_sided=False)
+        for key, el, extras, parts in openings:
+            self._layer_node(builder, el.layer)
+            node = builder.node(key, name=key.replace(":", " "), category=el.category,
+                                parent="layer:" + el.layer, layer=el.layer, **extras)
+            node.source = sorted(set(h for h in el.handles if h))
+            for pts, closed, color in el.lines:
+                builder.add_polyline(key, color, pts, closed=closed)
+            for pts, idx, color in el.tris:
+                builder.add_triangles(key, color, pts, idx)
+            for pos, idx, color, double in parts:
+                builder.add_triangles(key, color, pos, idx, double_sided=double)
+        if walls:
+            n_open = sum(1 for _, el, ex, _ in openings if ex.get("host_wall"))
+            builder_stats = f"{len(walls)} walls, {n_open} hosted openings"
+            del builder_stats
+
+    @staticmethod
+    def _layer_node(builder: SceneBuilder, layer: str) -> None:
+        key = "layer:" + layer
+        if not builder.has_node(key):
+            builder.node(key, name=layer, category="layer", layer=layer)
+
+    def _walls(self, unit: float) -> list[_Wall]:
+        o = self.opt
+        walls: list[_Wall] = []
+        for poly, handle, layer, color, cat in self.polygons:
+            style = "column" if cat == "column" else "outline"
+            walls.append(_Wall(poly, [handle], layer, color, style))
+        if self.segments:
+            walls.extend(_pair_walls(self.segments, o.min_wall_thickness * unit,
+                                     o.max_wall_thickness * unit, o.wall_thickness * unit))
+        # outlines that are thin rectangles get an axis and strip like line walls
+        for w in walls:
+            if w.style == "outline":
+                _fit_strip(w, o.max_wall_thickness * unit * 1.5)
+        return walls
+
+    def _openings(self, walls: list[_Wall], unit: float, warnings: list[str]):
+        """Cluster door/window elements, host them in walls, compute cut-outs and parts."""
+        import shapely
+        from shapely.geometry import Polygon, box
+        from shapely.strtree import STRtree
+
+        o = self.opt
+        els = [el for el in self.elements.values() if el.lines or el.tris]
+        merged = _cluster(els, tol=0.02 * unit)
+        out = []
+        tree = STRtree([w.footprint for w in walls]) if walls else None
+        search = o.max_wall_thickness * unit
+        counters: dict[str, int] = {}
+        unhosted = 0
+        for el in merged:
+            counters[el.category] = counters.get(el.category, 0) + 1
+            key = f"{el.category}:{counters[el.category]}"
+            pts = el.points2d()
+            extras: dict[str, Any] = {}
+            parts: list[tuple[np.ndarray, np.ndarray, Color, bool]] = []
+            if el.category not in _OPENINGS or pts.shape[0] == 0 or tree is None:
+                out.append((key, el, extras, parts))
+                continue
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            centre = (lo + hi) / 2.0
+            probe = box(lo[0], lo[1], hi[0], hi[1])
+            cand = tree.query(probe.buffer(search))
+            if len(cand) == 0:
+                unhosted += 1
+                out.append((key, el, extras, parts))
+                continue
+            dists = [(walls[i].footprint.distance(probe), -walls[i].footprint.intersection(
+                probe).area, int(i)) for i in cand]
+            dists.sort()
+            host = walls[dists[0][2]]
+            if dists[0][0] > search:
+                unhosted += 1
+                out.append((key, el, extras, parts))
+                continue
+            u, s_lo, s_hi = _local_axis(host, centre, search)
+            if u is None:
+                out.append((key, el, extras, parts))
+                continue
+            n = np.array([-u[1], u[0]])
+            t = pts @ u
+            t0, t1 = float(t.min()), float(t.max())
+            if t1 - t0 <= 1e-9:
+                out.append((key, el, extras, parts))
+                continue
+            eps = 0.01 * unit
+            corners = [u * t0 + n * (s_lo - eps), u * t1 + n * (s_lo - eps),
+                       u * t1 + n * (s_hi + eps), u * t0 + n * (s_hi + eps)]
+            cut = Polygon(corners)
+            if el.category == "door":
+                z0, z1 = 0.0, o.door_height * unit
+            else:
+                z0, z1 = o.window_sill * unit, o.window_head * unit
+            height = o.wall_height * unit
+            z1 = min(z1, height)
+            hit = []
+            for i in tree.query(cut):
+                w = walls[int(i)]
+                if w.footprint.intersects(cut) and w.footprint.intersection(cut).area > 0:
+                    w.cutouts.append((cut, z0, z1))
+                    w.openings.append(key)
+                    hit.append(w)
+            # lintel / sill where the wall was drawn with a gap
+            strip = Polygon([u * t0 + n * s_lo, u * t1 + n * s_lo,
+                             u * t1 + n * s_hi, u * t0 + n * s_hi])
+            covered = shapely.union_all([w.footprint for w in hit]) if hit else None
+            fill = strip if covered is None else strip.difference(covered)
+            if not fill.is_empty and fill.area > 1e-9 * unit * unit:
+                if z1 < height:
+                    pos, idx = extrude_bands(fill, z1, height, [])
+                    parts.append((pos, idx, host.color, False))
+                if z0 > 0:
+                    pos, idx = extrude_bands(fill, 0.0, z0, [])
+                    parts.append((pos, idx, host.color, False))
+            if el.category == "window":
+                mid = (s_lo + s_hi) / 2.0
+                a, b = u * t0 + n * mid, u * t1 + n * mid
+                pane = np.array([[a[0], a[1], z0], [b[0], b[1], z0], [b[0], b[1], z1],
+                                 [a[0], a[1], z1]], dtype=np.float64)
+                parts.append((pane, np.array([0, 1, 2, 0, 2, 3], dtype=np.int64), _GLASS, True))
+            centre_axis = u * (t0 + t1) / 2.0 + n * (s_lo + s_hi) / 2.0
+            extras.update({
+                "host_wall": True,
+                "width_m": round((t1 - t0) / unit, 4),
+                "bottom_m": round(z0 / unit, 4),
+                "top_m": round(z1 / unit, 4),
+                "center_m": [round(float(centre_axis[0]) / unit, 4),
+                             round(float(centre_axis[1]) / unit, 4)],
+                "axis": [round(float(u[0]), 6), round(float(u[1]), 6)],
+            })
+            out.append((key, el, extras, parts))
+        if unhosted:
+            warnings.append(f"{unhosted} door/window element(s) not near any wall; "
+                            f"kept without an opening")
+        return out
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _polygon(pts: np.ndarray) -> Any | None:
+    import shapely
+    from shapely.geometry import Polygon
+
+    if pts.shape[0] < 3:
+        return None
+    poly = Polygon(pts)
+    if not poly.is_valid:
+        poly = shapely.make_valid(poly)
+        polys = list(iter_polygons(poly))
+        if not polys:
+            return None
+        poly = shapely.union_all(polys)
+    if poly.is_empty or poly.area <= 0:
+        return None
+    return poly
+
+
+def _dimensions(w: _Wall) -> tuple[float, float]:
+    if w.strip is not None and w.axis is not None:
+        thickness = w.strip[1] - w.strip[0]
+        b = w.footprint.bounds
+        return (abs(np.dot([b[2] - b[0], b[3] - b[1]], np.abs(w.axis))), thickness)
+    rect = w.footprint.minimum_rotated_rectangle
+    xy = np.asarray(rect.exterior.coords)[:4] if rect.geom_type == "Polygon" else np.zeros((4, 2))
+    e1, e2 = np.linalg.norm(xy[1] - xy[0]), np.linalg.norm(xy[2] - xy[1])
+    return max(e1, e2), min(e1, e2)
+
+
+def _fit_strip(w: _Wall, max_thickness: float) -> None:
+    """Give thin, rectangle-like outlines an axis and strip."""
+    rect = w.footprint.minimum_rotated_rectangle
+    if rect.geom_type != "Polygon":
+        return
+    xy = np.asarray(rect.exterior.coords)[:4]
+    e1, e2 = xy[1] - xy[0], xy[2] - xy[1]
+    l1, l2 = float(np.linalg.norm(e1)), float(np.linalg.norm(e2))
+    if min(l1, l2) <= 0 or min(l1, l2) > max_thickness or max(l1, l2) < 1.5 * min(l1, l2):
+        return
+    if rect.area <= 0 or w.footprint.area / rect.area < 0.9:
+        return
+    u = e1 / l1 if l1 >= l2 else e2 / l2
+    if u[0] < 0 or (u[0] == 0 and u[1] < 0):
+        u = -u
+    n = np.array([-u[1], u[0]])
+    s = xy @ n
+    w.axis = (float(u[0]), float(u[1]))
+    w.strip = (float(s.min()), float(s.max()))
+
+
+def _local_axis(w: _Wall, centre: np.ndarray, search: float):
+    """Wall direction and normal offsets (lo, hi) of the wall strip near ``centre``."""
+    from shapely.geometry import LineString, Point
+    from shapely.ops import nearest_points
+
+    if w.axis is not None and w.strip is not None:
+        return np.array(w.axis), w.strip[0], w.strip[1]
+    boundary = w.footprint.boundary
+    p = Point(float(centre[0]), float(centre[1]))
+    q = nearest_points(boundary, p)[0]
+    # direction of the boundary segment nearest to the centre
+    best = None
+    for line in getattr(boundary, "geoms", [boundary]):
+        c = np.asarray(line.coords)
+        for a, b in zip(c[:-1], c[1:]):
+            seg = LineString([a, b])
+            d = seg.distance(q)
+            if best is None or d < best[0]:
+                best = (d, a, b)
+    if best is None:
+        return None, 0.0, 0.0
+    d = np.asarray(best[2]) - np.asarray(best[1])
+    length = float(np.linalg.norm(d))
+    if length == 0:
+        return None, 0.0, 0.0
+    u = d / length
+    if u[0] < 0 or (u[0] == 0 and u[1] < 0):
+        u = -u
+    n = np.array([-u[1], u[0]])
+    qa = np.array([q.x, q.y])
+    s_edge = float(qa @ n)
+    # local thickness: probe both sides of the edge into the polygon
+    best_side = (0.0, s_edge, s_edge)
+    for sign in (1.0, -1.0):
+        probe = LineString([qa + n * sign * 1e-6 * max(search, 1.0), qa + n * sign * search])
+        inside = w.footprint.intersection(probe)
+        if not inside.is_empty and inside.length > best_side[0]:
+            other = s_edge + sign * inside.length
+            best_side = (inside.length, min(s_edge, other), max(s_edge, other))
+    if best_side[0] == 0.0:
+        return u, s_edge - search / 2, s_edge + search / 2
+    return u, best_side[1], best_side[2]
+
+
+def _cluster(els: list[_Element], tol: float) -> list[_Element]:
+    """Merge elements of the same category and layer whose bounding boxes touch."""
+    from shapely.geometry import box
+    from shapely.strtree import STRtree
+
+    out: list[_Element] = []
+    groups: dict[tuple[str, str], list[_Element]] = {}
+    for el in els:
+        groups.setdefault((el.category, el.layer), []).append(el)
+    for (cat, layer), group in groups.items():
+        if cat not in _OPENINGS or len(group) == 1:
+            out.extend(group)
+            continue
+        boxes = []
+        for el in group:
+            pts = el.points2d()
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            boxes.append(box(lo[0] - tol, lo[1] - tol, hi[0] + tol, hi[1] + tol))
+        parent = list(range(len(group)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        tree = STRtree(boxes)
+        left, right = tree.query(boxes, predicate="intersects")
+        for a, b in zip(left.tolist(), right.tolist()):
+            # INSERTs (multi-entity symbols) stay separate from each other
+            if a != b and (len(group[a].lines) + len(group[a].tris) == 1
+                           or len(group[b].lines) + len(group[b].tris) == 1):
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+        merged: dict[int, _Element] = {}
+        for i, el in enumerate(group):
+            r = find(i)
+            if r not in merged:
+                merged[r] = _Element(el.category, el.layer, list(el.handles), el.color,
+                                     list(el.lines), list(el.tris))
+            elif r != i:
+                m = merged[r]
+                m.handles.extend(el.handles)
+                m.lines.extend(el.lines)
+                m.tris.extend(el.tris)
+        out.extend(merged[k] for k in sorted(merged))
+    return out
+
+
+def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[_Wall]:
+    """Pair parallel wall lines into walls; bridge corners; single lines get ``default_t``."""
+    from shapely.geometry import Polygon
+
+    P = np.array([s[0] for s in segments], dtype=np.float64)
+    Q = np.array([s[1] for s in segments], dtype=np.float64)
+    d = Q - P
+    L = np.linalg.norm(d, axis=1)
+    ok = L > max(min_t * 0.25, 1e-9)
+    idx_ok = np.nonzero(ok)[0]
+    P, Q, d, L = P[ok], Q[ok], d[ok], L[ok]
+    u = d / L[:, None]
+    flip = (u[:, 0] < 0) | ((u[:, 0] == 0) & (u[:, 1] < 0))
+    u[flip] *= -1
+    P2 = np.where(flip[:, None], Q, P)
+    Q2 = np.where(flip[:, None], P, Q)
+    theta = np.arctan2(u[:, 1], u[:, 0])  # in (-pi/2, pi/2]
+    nrm = np.column_stack([-u[:, 1], u[:, 0]])
+    c = np.einsum("ij,ij->i", nrm, P2)
+    t0 = np.einsum("ij,ij->i", u, P2)
+    t1 = np.einsum("ij,ij->i", u, Q2)
+    n = P.shape[0]
+    ang_tol = math.radians(1.5)
+    # bucket by angle; compare within the same and the next bucket
+    nb = int(math.ceil(math.pi / ang_tol))
+    bucket = np.floor((theta + math.pi / 2) / ang_tol).astype(np.int64) % nb
+    claims: list[list[tuple[float, float, float]]] = [[] for _ in range(n)]
+    pairs: list[tuple[int, int, float, float]] = []
+    cand: list[tuple[float, int, int]] = []
+    order_all = np.argsort(bucket, kind="stable")
+    buckets = {}
+    for b in np.unique(bucket):
+        buckets[int(b)] = order_all[bucket[order_all] == b]
+    for b, members in buckets.items():
+        pool = np.concatenate([members] + ([buckets[(b + 1) % nb]] if (b + 1) % nb in buckets
+                                           and (b + 1) % nb != b else []))
+        if pool.size < 2:
+            continue
+        # offsets of pool segments measured with the bucket's mean normal
+        nm = nrm[members].mean(axis=0)
+        nm /= np.linalg.norm(nm) or 1.0
+        um = np.array([nm[1], -nm[0]])
+        if um[0] < 0 or (um[0] == 0 and um[1] < 0):
+            um = -um
+        cc = P2[pool] @ nm
+        order = np.argsort(cc, kind="stable")
+        pool = pool[order]
+        cc = cc[order]
+        lo = np.searchsorted(cc, cc + min_t, side="left")
+        hi = np.searchsorted(cc, cc + max_t, side="right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        if total > 5_000_000:
+            counts = np.minimum(counts, 5_000_000 // max(pool.size, 1))
+            total = int(counts.sum())
+        ii = np.repeat(np.arange(pool.size), counts)
+        starts = np.repeat(lo, counts)
+        offs = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        jj = starts + offs
+        a, bb = pool[ii], pool[jj]
+        if (b + 1) % nb != b:
+            keep = np.isin(a, members) | np.isin(bb, members)
+            a, bb, ii, jj = a[keep], bb[keep], ii[keep], jj[keep]
+        ta0 = P2[a] @ um
+        ta1 = Q2[a] @ um
+        tb0 = P2[bb] @ um
+        tb1 = Q2[bb] @ um
+        lo_t = np.maximum(np.minimum(ta0, ta1), np.minimum(tb0, tb1))
+        hi_t = np.minimum(np.maximum(ta0, ta1), np.maximum(tb0, tb1))
+        overlap = hi_t - lo_t
+        dang = np.abs(theta[a] - theta[bb])
+        dang = np.minimum(dang, math.pi - dang)
+        good = (overlap > min_t) & (dang <= ang_tol)
+        for x, y, dist in zip(a[good].tolist(), bb[good].tolist(),
+                              (cc[jj] - cc[ii])[good].tolist()):
+            cand.append((dist, min(x, y), max(x, y)))
+    cand = sorted(set(cand))
+    walls: list[_Wall] = []
+    pair_of: dict[int, list[int]] = {}
+    for dist, i, j in cand:
+        nu = u[i]
+        nn = np.array([-nu[1], nu[0]])
+        ti0, ti1 = sorted((float(P2[i] @ nu), float(Q2[i] @ nu)))
+        tj0, tj1 = sorted((float(P2[j] @ nu), float(Q2[j] @ nu)))
+        a_t, b_t = max(ti0, tj0), min(ti1, tj1)
+        if b_t - a_t <= min_t:
+            continue
+        if any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _ in claims[i]) or \
+           any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _ in claims[j]):
+            continue
+        ci, cj = float(P2[i] @ nn), float(P2[j] @ nn)
+        claims[i].append((a_t, b_t, cj - ci))
+        # claims on j use j's own axis (same orientation within 1.5 degrees)
+        claims[j].append((a_t, b_t, ci - cj))
+        s_lo, s_hi = min(ci, cj), max(ci, cj)
+        rect = Polygon([nu * a_t + nn * s_lo, nu * b_t + nn * s_lo,
+                        nu * b_t + nn * s_hi, nu * a_t + nn * s_hi])
+        w = _Wall(rect, [segments[idx_ok[i]][2], segments[idx_ok[j]][2]],
+                  segments[idx_ok[i]][3], segments[idx_ok[i]][4], "pair",
+                  axis=(float(nu[0]), float(nu[1])), strip=(s_lo, s_hi))
+        pair_of.setdefault(i, []).append(len(walls))
+        pair_of.setdefault(j, []).append(len(walls))
+        walls.append(w)
+    # uncovered pieces: bridge next to a pair, otherwise single-line walls
+    import shapely
+
+    bridge_max = max_t * 1.05
+    for k in range(n):
+        nu = u[k]
+        nn = np.array([-nu[1], nu[0]])
+        tk0, tk1 = sorted((float(P2[k] @ nu), float(Q2[k] @ nu)))
+        ck = float(P2[k] @ nn)
+        cl = sorted(claims[k])
+        gaps = []
+        cursor = tk0
+        prev = None
+        for ca, cb, off in cl:
+            if ca - cursor > 1e-9:
+                gaps.append((cursor, ca, prev, (ca, cb, off)))
+            cursor = max(cursor, cb)
+            prev = (ca, cb, off)
+        if tk1 - cursor > 1e-9:
+            gaps.append((cursor, tk1, prev, None))
+        seg = segments[idx_ok[k]]
+        for g0, g1, left, right in gaps:
+            glen = g1 - g0
+            nb_claim = left or right
+            if nb_claim is not None and glen <= bridge_max:
+                off = nb_claim[2]
+                s_lo, s_hi = min(ck, ck + off), max(ck, ck + off)
+                rect = Polygon([nu * g0 + nn * s_lo, nu * g1 + nn * s_lo,
+                                nu * g1 + nn * s_hi, nu * g0 + nn * s_hi])
+                host = pair_of.get(k, [None])[0] if pair_of.get(k) else None
+                if host is not None:
+                    # attach to the adjacent pair wall of this line
+                    best = None
+                    for wi in pair_of[k]:
+                        wb = walls[wi].footprint
+                        dd = wb.distance(rect)
+                        if best is None or dd < best[0]:
+                            best = (dd, wi)
+                    w = walls[best[1]]
+                    w.footprint = shapely.union_all([w.footprint, rect])
+                    continue
+            if glen > max(bridge_max, 2 * default_t) or (nb_claim is None and glen > min_t):
+                h = default_t / 2.0
+                rect = Polygon([nu * g0 + nn * (ck - h), nu * g1 + nn * (ck - h),
+                                nu * g1 + nn * (ck + h), nu * g0 + nn * (ck + h)])
+                walls.append(_Wall(rect, [seg[2]], seg[3], seg[4], "single",
+                                   axis=(float(nu[0]), float(nu[1])), strip=(ck - h, ck + h)))
+    for w in walls:
+        if w.footprint.geom_type != "Polygon":
+            polys = sorted(iter_polygons(w.footprint), key=lambda p: -p.area)
+            w.footprint = shapely.union_all(polys) if polys else w.footprint
+    return walls

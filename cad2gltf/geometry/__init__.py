@@ -1,0 +1,1 @@
+"""Pure geometry helpers (polygons, triangulation, extrusion)."""

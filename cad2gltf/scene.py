@@ -1,0 +1,231 @@
+"""The typed intermediate model between readers (DXF, PDF) and the glTF writer.
+
+Conventions:
+    * lengths in **metres**;
+    * the frame is the drawing's own: X right, Y up the sheet (north), Z up out of the
+      sheet. The glTF writer turns that into glTF's Y-up frame; readers never do;
+    * colours are sRGB ``(r, g, b, a)`` floats in 0..1.
+
+Readers build a scene through :class:`SceneBuilder`, which batches geometry per
+(node, primitive kind, colour) so that a drawing of 100k entities becomes a few dozen
+primitives instead of 100k tiny ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["Color", "Node", "Primitive", "PrimitiveKind", "Scene", "SceneBuilder"]
+
+PrimitiveKind = Literal["lines", "triangles", "points"]
+Color = tuple[float, float, float, float]
+
+_KIND_ORDER = {"triangles": 0, "lines": 1, "points": 2}
+
+
+@dataclass
+class Primitive:
+    """One batch of geometry of a single kind and colour.
+
+    Attributes:
+        kind: ``lines`` (pairs of vertices), ``triangles`` or ``points``.
+        color: sRGB + alpha.
+        positions: ``(N, 3)`` float64 vertex positions in metres.
+        indices: ``(M,)`` uint32 indices into ``positions`` or None for non-indexed.
+        double_sided: triangles should be visible from both sides (flat CAD faces).
+    """
+
+    kind: PrimitiveKind
+    color: Color
+    positions: np.ndarray
+    indices: np.ndarray | None = None
+    double_sided: bool = True
+
+    @property
+    def vertex_count(self) -> int:
+        return int(self.positions.shape[0])
+
+
+@dataclass
+class Node:
+    """A named group: a layer, a recognised element (wall, door...), a page, a text.
+
+    ``extras`` holds JSON-serialisable metadata copied into the glTF node (``category``
+    and ``source`` are always set by the writer from the attributes here).
+    """
+
+    name: str
+    category: str = "layer"
+    primitives: list[Primitive] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
+    translation: tuple[float, float, float] | None = None
+    rotation_z: float = 0.0
+    source: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def iter_nodes(self):
+        yield self
+        for child in self.children:
+            yield from child.iter_nodes()
+
+
+@dataclass
+class Scene:
+    """A converted drawing.
+
+    Attributes:
+        nodes: top-level nodes (one per layer or page, elements as their children).
+        metadata: provenance and facts (units, source sha256, counts); copied to glTF.
+        warnings: repairable problems met on the way, one sentence each.
+        stats: counters (entities seen, converted, skipped by type ...).
+    """
+
+    nodes: list[Node] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def iter_nodes(self):
+        for node in self.nodes:
+            yield from node.iter_nodes()
+
+    def iter_primitives(self):
+        for node in self.iter_nodes():
+            yield from node.primitives
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Axis-aligned bounds ``(min, max)`` of all geometry and placements, or None."""
+        mins, maxs = [], []
+        for node in self.iter_nodes():
+            for prim in node.primitives:
+                if prim.positions.size:
+                    mins.append(prim.positions.min(axis=0))
+                    maxs.append(prim.positions.max(axis=0))
+            if node.translation is not None:
+                mins.append(np.asarray(node.translation, dtype=np.float64))
+                maxs.append(np.asarray(node.translation, dtype=np.float64))
+        if not mins:
+            return None
+        return np.min(mins, axis=0), np.max(maxs, axis=0)
+
+    @property
+    def vertex_count(self) -> int:
+        return sum(p.vertex_count for p in self.iter_primitives())
+
+    @property
+    def has_geometry(self) -> bool:
+        return any(p.vertex_count for p in self.iter_primitives())
+
+
+class _Batch:
+    __slots__ = ("chunks", "index_chunks", "count", "double_sided")
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.index_chunks: list[np.ndarray] = []
+        self.count = 0
+        self.double_sided = True
+
+
+class SceneBuilder:
+    """Accumulates geometry per (node, kind, colour) and builds the :class:`Scene`.
+
+    Geometry is appended as numpy arrays (already in metres). ``add_polyline`` turns a
+    vertex chain into line segments; ``add_triangles`` takes triangle soup or indexed
+    triangles.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, Node] = {}
+        self._order: list[str] = []
+        self._batches: dict[tuple[str, str, Color], _Batch] = {}
+
+    def node(self, key: str, *, name: str | None = None, category: str = "layer",
+             parent: str | None = None, **extras: Any) -> Node:
+        """Get or create a node; children are attached to ``parent`` when built."""
+        node = self._nodes.get(key)
+        if node is None:
+            node = Node(name=name or key, category=category, extras=dict(extras))
+            node.extras.setdefault("_parent", parent)
+            self._nodes[key] = node
+            self._order.append(key)
+        return node
+
+    def has_node(self, key: str) -> bool:
+        return key in self._nodes
+
+    def _batch(self, key: str, kind: str, color: Color) -> _Batch:
+        bkey = (key, kind, color)
+        batch = self._batches.get(bkey)
+        if batch is None:
+            batch = self._batches[bkey] = _Batch()
+        return batch
+
+    def add_segments(self, key: str, color: Color, points: np.ndarray) -> None:
+        """Add line segments as an ``(2k, 3)`` array of endpoint pairs."""
+        if points.shape[0] < 2:
+            return
+        self._batch(key, "lines", color).chunks.append(points)
+
+    def add_polyline(self, key: str, color: Color, points: np.ndarray, closed: bool = False) -> None:
+        """Add a chain of vertices ``(n, 3)`` as consecutive line segments."""
+        n = points.shape[0]
+        if n < 2:
+            if n == 1:
+                self.add_points(key, color, points)
+            return
+        if closed and not np.array_equal(points[0], points[-1]):
+            points = np.vstack([points, points[:1]])
+            n += 1
+        seg = np.empty((2 * (n - 1), 3), dtype=np.float64)
+        seg[0::2] = points[:-1]
+        seg[1::2] = points[1:]
+        self._batch(key, "lines", color).chunks.append(seg)
+
+    def add_points(self, key: str, color: Color, points: np.ndarray) -> None:
+        if points.shape[0]:
+            self._batch(key, "points", color).chunks.append(points)
+
+    def add_triangles(self, key: str, color: Color, positions: np.ndarray,
+                      indices: np.ndarray | None = None, *, double_sided: bool = True) -> None:
+        """Add triangles: ``positions (n, 3)`` plus optional ``indices (3k,)``."""
+        if positions.shape[0] < 3:
+            return
+        if indices is None:
+            indices = np.arange(positions.shape[0] - positions.shape[0] % 3, dtype=np.int64)
+        if indices.size == 0:
+            return
+        batch = self._batch(key, "triangles", color)
+        batch.index_chunks.append(np.asarray(indices, dtype=np.int64) + batch.count)
+        batch.chunks.append(positions)
+        batch.count += positions.shape[0]
+        batch.double_sided = batch.double_sided and double_sided
+
+    def build(self, metadata: dict[str, Any] | None = None, warnings: list[str] | None = None,
+              stats: dict[str, Any] | None = None) -> Scene:
+        """Assemble the scene. Node order is creation order; primitives are sorted."""
+        for (key, kind, color), batch in self._batches.items():
+            if not batch.chunks:
+                continue
+            positions = np.ascontiguousarray(np.vstack(batch.chunks), dtype=np.float64)
+            indices = None
+            if kind == "triangles":
+                indices = np.concatenate(batch.index_chunks).astype(np.uint32)
+            self._nodes[key].primitives.append(
+                Primitive(kind=kind, color=color, positions=positions, indices=indices,
+                          double_sided=batch.double_sided))  # type: ignore[arg-type]
+        self._batches.clear()
+        roots: list[Node] = []
+        for key in self._order:
+            node = self._nodes[key]
+            node.primitives.sort(key=lambda p: (_KIND_ORDER[p.kind], p.color))
+            parent = node.extras.pop("_parent", None)
+            if parent is not None and parent in self._nodes:
+                self._nodes[parent].children.append(node)
+            else:
+                roots.append(node)
+        return Scene(nodes=roots, metadata=dict(metadata or {}), warnings=list(warnings or []),
+                     stats=dict(stats or {}))

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create (once) the Python environment and the glTF validator, from the committed locks.
+#
+# The venv lives outside the checkout, keyed by the hash of requirements.lock, so fresh
+# clones (CI) reuse it; set CAD2GLTF_VENV to put it elsewhere. Prints the venv path last.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+  || { echo "bootstrap: Python 3.11 is required (found $("$PY" --version 2>&1))" >&2; exit 1; }
+HASH="$(cat requirements.lock | sha256sum | cut -c1-12)"
+VENV="${CAD2GLTF_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cad2gltf/venv-$HASH}"
+if [ ! -f "$VENV/.complete" ]; then
+  echo "bootstrap: creating $VENV (first run installs torch & co. and takes a few minutes)" >&2
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pip==25.3" 2>&1 \
+    | grep -v "is ignored: it is neither" >&2 || true
+  # the lock is complete and pinned: no resolver, no surprises
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  "$VENV/bin/python" -c "import ezdxf, shapely, mapbox_earcut, cv2, fitz, prefect, torch, ultralytics, polars, psycopg2, s3fs, moto, pytest" \
+    || { echo "bootstrap: installation incomplete" >&2; exit 1; }
+  touch "$VENV/.complete"
+fi
+if [ ! -d tools/gltf-validator/node_modules/gltf-validator ]; then
+  command -v node >/dev/null || { echo "bootstrap: node is required for the glTF validator" >&2; exit 1; }
+  npm ci --prefix tools/gltf-validator --no-audit --no-fund --loglevel=error >&2
+fi
+echo "$VENV"
