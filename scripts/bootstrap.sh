@@ -21,7 +21,7 @@ if [ ! -f "$VENV/.complete" ]; then
   # the lock is complete and pinned: no resolver, no surprises
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
     -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-  "$VENV/bin/python" -c "import ezdxf, shapely, mapbox_earcut, cv2, fitz, prefect, torch, ultralytics, polars, psycopg2, s3fs, moto, pytest" \
+  "$VENV/bin/python" -c "import ezdxf, shapely, mapbox_earcut, cv2, pymupdf, prefect, torch, ultralytics, polars, psycopg2, s3fs, moto, pytest" \
     || { echo "bootstrap: installation incomplete" >&2; exit 1; }
   touch "$VENV/.complete"
 fi
