@@ -63,6 +63,14 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Writer:
+    """Two passes: walk the nodes collecting geometry, then encode it all in bulk.
+
+    All triangle positions share one buffer view (and normals another, lines and points
+    theirs); each primitive is an accessor with a byte offset into them. Normals, bounds
+    and degenerate-triangle removal are computed once over all triangles, so the cost
+    does not grow with the number of nodes.
+    """
+
     def __init__(self, offset: np.ndarray) -> None:
         self.offset = offset
         self.blob = bytearray()
@@ -73,25 +81,21 @@ class _Writer:
         self.meshes: list[dict[str, Any]] = []
         self.nodes: list[dict[str, Any]] = []
         self.uses_unlit = False
+        # pending primitives: (node entry, kind, material, array)
+        self._tris: list[tuple[dict[str, Any], int, np.ndarray]] = []
+        self._lines: list[tuple[dict[str, Any], int, np.ndarray]] = []
+        self._points: list[tuple[dict[str, Any], int, np.ndarray]] = []
 
     def _view(self, data: bytes) -> int:
+        """A vertex buffer view of tightly packed VEC3 floats (stride 12: shared by
+        several accessors, which the spec only allows with an explicit stride)."""
         pad = (-len(self.blob)) % 4
         self.blob.extend(b"\x00" * pad)
         self.buffer_views.append({"buffer": 0, "byteOffset": len(self.blob),
-                                  "byteLength": len(data), "target": _ARRAY_BUFFER})
+                                  "byteLength": len(data), "byteStride": 12,
+                                  "target": _ARRAY_BUFFER})
         self.blob.extend(data)
         return len(self.buffer_views) - 1
-
-    def _vec3(self, arr: np.ndarray, with_bounds: bool) -> int:
-        a32 = np.ascontiguousarray(arr, dtype="<f4")
-        view = self._view(a32.tobytes())
-        acc: dict[str, Any] = {"bufferView": view, "componentType": _FLOAT,
-                               "count": int(a32.shape[0]), "type": "VEC3"}
-        if with_bounds:
-            acc["min"] = [float(v) for v in a32.min(axis=0)]
-            acc["max"] = [float(v) for v in a32.max(axis=0)]
-        self.accessors.append(acc)
-        return len(self.accessors) - 1
 
     def _material(self, color: Color, unlit: bool, double_sided: bool) -> int:
         key = (color, unlit, double_sided)
@@ -120,47 +124,26 @@ class _Writer:
         self.material_index[key] = len(self.materials) - 1
         return len(self.materials) - 1
 
-    def _primitive(self, prim: Primitive) -> dict[str, Any] | None:
-        pos = prim.positions
-        if prim.kind == "triangles":
-            tri = pos[prim.indices] if prim.indices is not None else pos
-            tri = tri[: tri.shape[0] - tri.shape[0] % 3]
-            tri = _to_yup(tri) - self.offset
-            tri32 = tri.astype(np.float32).astype(np.float64)
-            a, b, c = tri32[0::3], tri32[1::3], tri32[2::3]
-            nrm = np.cross(b - a, c - a)
-            length = np.linalg.norm(nrm, axis=1)
-            # drop degenerate triangles (validator: ACCESSOR_INDEX_TRIANGLE_DEGENERATE)
-            scale = np.maximum(np.max(np.abs(np.stack([b - a, c - a])), axis=(0, 2)), 1e-30)
-            keep = (length > 1e-12 * scale * scale) & np.all(np.isfinite(nrm), axis=1)
-            if not np.any(keep):
-                return None
-            nrm = nrm[keep] / length[keep][:, None]
-            tri = np.stack([a[keep], b[keep], c[keep]], axis=1).reshape(-1, 3)
-            normals = np.repeat(nrm, 3, axis=0)
-            attributes = {"POSITION": self._vec3(tri, True),
-                          "NORMAL": self._vec3(normals, False)}
-            material = self._material(prim.color, False, prim.double_sided)
-        else:
-            pts = _to_yup(pos) - self.offset
-            finite = np.all(np.isfinite(pts), axis=1)
-            if prim.kind == "lines":
-                pair_ok = finite[0::2] & finite[1::2]
-                pts = np.stack([pts[0::2][pair_ok], pts[1::2][pair_ok]], axis=1).reshape(-1, 3)
-            else:
-                pts = pts[finite]
-            if pts.shape[0] == 0:
-                return None
-            attributes = {"POSITION": self._vec3(pts, True)}
-            material = self._material(prim.color, True, False)
-        return {"attributes": attributes, "mode": _MODE[prim.kind], "material": material}
-
     def node(self, node: Node) -> int:
         entry: dict[str, Any] = {"name": node.name}
-        prims = [p for p in (self._primitive(pr) for pr in node.primitives) if p is not None]
-        if prims:
-            self.meshes.append({"name": node.name, "primitives": prims})
-            entry["mesh"] = len(self.meshes) - 1
+        index = len(self.nodes)
+        self.nodes.append(entry)
+        for prim in node.primitives:
+            if prim.vertex_count == 0:
+                continue
+            if prim.kind == "triangles":
+                tri = prim.positions[prim.indices] if prim.indices is not None else prim.positions
+                tri = tri[: tri.shape[0] - tri.shape[0] % 3]
+                if tri.shape[0]:
+                    mat = self._material(prim.color, False, prim.double_sided)
+                    self._tris.append((entry, mat, tri))
+            elif prim.kind == "lines":
+                pts = prim.positions[: prim.positions.shape[0] - prim.positions.shape[0] % 2]
+                if pts.shape[0]:
+                    self._lines.append((entry, self._material(prim.color, True, False), pts))
+            else:
+                self._points.append((entry, self._material(prim.color, True, False),
+                                     prim.positions))
         if node.translation is not None:
             t = _to_yup(np.asarray([node.translation], dtype=np.float64))[0] - self.offset
             if np.all(np.isfinite(t)):
@@ -173,12 +156,104 @@ class _Writer:
         if node.source:
             extras["source"] = list(node.source)
         entry["extras"] = _jsonable(extras)
-        index = len(self.nodes)
-        self.nodes.append(entry)
         children = [self.node(child) for child in node.children]
         if children:
             entry["children"] = children
         return index
+
+    def _accessors(self, view: int, arr32: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                   bounds: bool) -> list[int]:
+        """One VEC3 float accessor per slice ``[start, start + count)`` of ``arr32``."""
+        out = []
+        if bounds and arr32.shape[0]:
+            mins = np.minimum.reduceat(arr32, starts, axis=0)
+            maxs = np.maximum.reduceat(arr32, starts, axis=0)
+        for k, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
+            acc: dict[str, Any] = {"bufferView": view, "byteOffset": int(start) * 12,
+                                   "componentType": _FLOAT, "count": int(count), "type": "VEC3"}
+            if bounds:
+                acc["min"] = [float(v) for v in mins[k]]
+                acc["max"] = [float(v) for v in maxs[k]]
+            self.accessors.append(acc)
+            out.append(len(self.accessors) - 1)
+        return out
+
+    def finish(self) -> None:
+        """Encode all collected geometry and attach meshes to their nodes."""
+        prims: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        order = 0
+
+        def attach(entry: dict[str, Any], prim: dict[str, Any], rank: int) -> None:
+            prims.setdefault(id(entry), []).append((rank, prim))
+
+        entries = {id(e): e for e in self.nodes}
+        # triangles: flat normals, degenerate ones dropped, all in one go
+        if self._tris:
+            sizes = np.array([t.shape[0] // 3 for _, _, t in self._tris], dtype=np.int64)
+            tri = _to_yup(np.vstack([t for _, _, t in self._tris])) - self.offset
+            tri32 = tri.astype(np.float32)
+            t64 = tri32.astype(np.float64)
+            a, b, c = t64[0::3], t64[1::3], t64[2::3]
+            e1, e2 = b - a, c - a
+            nrm = np.cross(e1, e2)
+            length = np.linalg.norm(nrm, axis=1)
+            scale = np.maximum(np.maximum(np.abs(e1).max(axis=1), np.abs(e2).max(axis=1)), 1e-30)
+            keep = (length > 1e-12 * scale * scale) & np.isfinite(length)
+            owner = np.repeat(np.arange(len(self._tris)), sizes)
+            kept_per = np.bincount(owner[keep], minlength=len(self._tris))
+            pos = tri32.reshape(-1, 3, 3)[keep].reshape(-1, 3)
+            nrm32 = np.repeat((nrm[keep] / length[keep][:, None]).astype(np.float32), 3, axis=0)
+            counts = kept_per * 3
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            live = counts > 0
+            if not live.any():
+                self._tris = []
+            pv = -1 if not live.any() else self._view(np.ascontiguousarray(pos, dtype="<f4").tobytes())
+            nv = -1 if not live.any() else self._view(np.ascontiguousarray(nrm32, dtype="<f4").tobytes())
+            pa = self._accessors(pv, pos, starts[live], counts[live], True) if live.any() else []
+            na = self._accessors(nv, nrm32, starts[live], counts[live], False) if live.any() else []
+            k = 0
+            for i, (entry, mat, _) in enumerate(self._tris):
+                if live[i]:
+                    attach(entry, {"attributes": {"POSITION": pa[k], "NORMAL": na[k]},
+                                   "mode": 4, "material": mat}, order)
+                    k += 1
+                order += 1
+        for items, mode in ((self._lines, 1), (self._points, 0)):
+            if not items:
+                continue
+            pts = _to_yup(np.vstack([p for _, _, p in items])) - self.offset
+            sizes = np.array([p.shape[0] for _, _, p in items], dtype=np.int64)
+            finite = np.all(np.isfinite(pts), axis=1)
+            if mode == 1:
+                pair = finite[0::2] & finite[1::2]
+                finite = np.repeat(pair, 2)
+            owner = np.repeat(np.arange(len(items)), sizes)
+            counts = np.bincount(owner[finite], minlength=len(items))
+            pts32 = np.ascontiguousarray(pts[finite], dtype="<f4")
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            live = counts > 0
+            if not live.any():
+                order += len(items)
+                continue
+            view = self._view(pts32.tobytes())
+            acc = self._accessors(view, pts32, starts[live], counts[live], True) if live.any() else []
+            k = 0
+            for i, (entry, mat, _) in enumerate(items):
+                if live[i]:
+                    attach(entry, {"attributes": {"POSITION": acc[k]}, "mode": mode,
+                                   "material": mat}, order)
+                    k += 1
+                order += 1
+        # meshes in node order, primitives in their original order
+        for entry in self.nodes:
+            plist = prims.get(id(entry))
+            if not plist:
+                continue
+            plist.sort(key=lambda rp: rp[0])
+            self.meshes.append({"name": entry["name"], "primitives": [p for _, p in plist]})
+            entry["mesh"] = len(self.meshes) - 1
+        del entries
 
 
 def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None,
@@ -206,6 +281,7 @@ def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None
     writer.nodes.append(root)
     for node in scene.nodes:
         root["children"].append(writer.node(node))
+    writer.finish()
     if not root["children"]:
         del root["children"]
     meta = dict(scene.metadata)
