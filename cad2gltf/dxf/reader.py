@@ -48,6 +48,22 @@ UNIT_NAME_TO_M = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254,
 _MAX_WARNINGS = 50
 _IDENTITY = None  # marker for "no transform"
 _ACI7 = (0.08, 0.08, 0.08, 1.0)  # ACI 7 is white on black screens; on a light kiosk: black
+# while a block definition is compiled, what its INSERT decides is left open:
+_INHERIT = "\x00inherit"          # layer "0": the INSERT's layer
+_BYBLOCK_C: Color = (-1.0, -1.0, -1.0, -1.0)  # colour BYBLOCK: the INSERT's colour
+_BYLAYER_C: Color = (-2.0, -2.0, -2.0, -2.0)  # BYLAYER on an inherited layer
+
+
+@dataclass
+class _Compiled:
+    """A block definition converted once, in block coordinates.
+
+    ``ops`` are (kind, layer, colour, start, end, payload); their points live in ``pts``
+    rows ``start:end`` so that an INSERT transforms all of them with one matrix product.
+    """
+
+    ops: list[tuple[str, str, Color, int, int, Any]]
+    pts: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,10 @@ class _Walker:
         self.rays: list[tuple[str, Color, np.ndarray, np.ndarray, bool]] = []
         self.texts = 0
         self.vertex_budget = options.max_vertices
+        self._rec: list[tuple[str, str, Color, np.ndarray, Any]] | None = None
+        self._compiled: dict[tuple[str, int], _Compiled] = {}
+        self._compiling: set[str] = set()
+        self._dist_scale = 1.0
         self._layer_info: dict[str, tuple[Color, bool, str | None]] = {}
         self._rules = [(cat, re.compile(rx)) for cat, rx in options.layer_rules]
         from cad2gltf.dxf.semantics import SemanticCollector
@@ -232,6 +252,8 @@ class _Walker:
         info = self._layer_info.get(name)
         if info is not None:
             return info
+        if name == _INHERIT:
+            return (_BYLAYER_C, True, None)
         from ezdxf.colors import aci2rgb, int2rgb
 
         color: Color = _ACI7
@@ -437,8 +459,11 @@ class _Walker:
                 subcode="TOO_COMPLEX", details={"max_vertices": self.opt.max_vertices})
 
     def _emit_polyline(self, layer: str, ctx: _Ctx, color: Color, pts: np.ndarray,
-                       closed: bool, source: str) -> None:
+                       closed: bool, source: str = "") -> None:
         if pts.shape[0] == 0:
+            return
+        if self._rec is not None:
+            self._rec.append(("poly", layer, color, pts, closed))
             return
         self._budget(pts.shape[0] * 2)
         key, category = self._sink(layer, ctx)
@@ -449,12 +474,66 @@ class _Walker:
 
     def _emit_triangles(self, layer: str, ctx: _Ctx, color: Color, pts: np.ndarray,
                         idx: np.ndarray | None = None) -> None:
+        if self._rec is not None:
+            self._rec.append(("tris", layer, color, pts, idx))
+            return
         self._budget(pts.shape[0])
         key, category = self._sink(layer, ctx)
         if category is not None and self.semantics.take_triangles(category, key, pts, idx,
                                                                   ctx.handle, color):
             return
         self.builder.add_triangles(key, color, pts, idx)
+
+    def _emit_points(self, layer: str, ctx: _Ctx, color: Color, pts: np.ndarray) -> None:
+        if self._rec is not None:
+            self._rec.append(("points", layer, color, pts, None))
+            return
+        self._budget(pts.shape[0])
+        key, _ = self._sink(layer, ctx)
+        if key.startswith("layer:"):
+            self.builder.add_points(key, color, pts)
+        else:
+            self.builder.add_points("layer:" + layer, color, pts)
+
+    def _emit_fill(self, layer: str, ctx: _Ctx, color: Color, pos3: np.ndarray,
+                   idx: np.ndarray, poly: Any, m: np.ndarray | None) -> None:
+        """A filled polygon (solid hatch): triangles, or a wall footprint on wall layers."""
+        if self._rec is not None:
+            self._rec.append(("fill", layer, color, pos3, (idx, poly)))
+            return
+        self._budget(pos3.shape[0])
+        key, category = self._sink(layer, ctx)
+        if category is not None and self.semantics.take_polygon(category, key, poly, pos3,
+                                                                idx, m, ctx.handle, color):
+            return
+        self.builder.add_triangles(key, color, pos3, idx)
+
+    def _emit_text(self, layer: str, ctx: _Ctx, p: np.ndarray, height: float, rotation: float,
+                   text: str, dxftype: str, m: np.ndarray | None) -> None:
+        if self._rec is not None:
+            self._rec.append(("text", layer, _ACI7, p, (height, rotation, text, dxftype)))
+            return
+        self.texts += 1
+        if self.texts > self.opt.max_text_nodes:
+            return
+        p = _xf(p, m)
+        if m is not None:
+            sx = float(np.linalg.norm(m[0, :3])) or 1.0
+            height *= sx
+            rotation += math.degrees(math.atan2(m[0, 1], m[0, 0]))
+        if not np.all(np.isfinite(p)):
+            return
+        layer_key = "layer:" + layer
+        if not self.builder.has_node(layer_key):
+            self.builder.node(layer_key, name=layer, category="layer", layer=layer)
+        key = f"text:{self.texts}"
+        node = self.builder.node(key, name=f"{dxftype} {text[:40]}".strip(), category="text",
+                                 parent=layer_key, text=text, height_m=height * self.scale,
+                                 rotation_deg=round(rotation % 360.0, 6), dxftype=dxftype)
+        node.translation = (float(p[0, 0]), float(p[0, 1]), float(p[0, 2]))
+        node.rotation_z = math.radians(rotation)
+        if ctx.handle:
+            node.source = [ctx.handle]
 
     # -- entity handlers ---------------------------------------------------------------
 
@@ -467,15 +546,13 @@ class _Walker:
     def _point(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str, color: Color) -> None:
         p = e.dxf.location
         pts = _xf(np.array([[p.x, p.y, p.z]], dtype=np.float64), m)
-        self._budget(1)
-        key, category = self._sink(layer, ctx)
-        self.builder.add_points(key, color, pts)
+        self._emit_points(layer, ctx, color, pts)
 
     def _dist(self, m: np.ndarray | None) -> float:
         if m is None:
-            return self.flat_dist
+            return self.flat_dist / self._dist_scale
         scale = float(np.max(np.linalg.norm(m[:3, :3], axis=1))) or 1.0
-        return self.flat_dist / scale
+        return self.flat_dist / (scale * self._dist_scale)
 
     def _flatten(self, path: Any, m: np.ndarray | None) -> list[np.ndarray]:
         """Flatten an ezdxf path (sub-paths kept apart) to arrays of vertices."""
@@ -662,46 +739,118 @@ class _Walker:
             zs = float(np.median(_vecs(ocs.points_from_wcs(rings[0].tolist()))[:, 2]))
             pos3[:, 2] = zs
             pos3 = _vecs(ocs.points_to_wcs(pos3.tolist()))
-        pos3 = _xf(pos3, m)
-        self._budget(pos3.shape[0])
-        key, category = self._sink(layer, ctx)
-        if category is not None and self.semantics.take_polygon(category, key, poly, pos3,
-                                                                idx, m, ctx.handle, color):
-            return
-        self.builder.add_triangles(key, color, pos3, idx)
+        self._emit_fill(layer, ctx, color, _xf(pos3, m), idx, poly if flat else None, m)
 
     def _insert(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str, color: Color) -> None:
         self.stats["inserts"] += 1
-        if ctx.depth >= self.opt.max_block_depth:
-            self.warnings.append(f"block nesting deeper than {self.opt.max_block_depth} at "
-                                 f"#{ctx.handle}; not expanded")
-            return
         name = e.dxf.get("name", "")
         block = e.block()
         if block is None:
             self.skipped[f"INSERT of missing block {name!r}"[:60]] += 1
             return
-        if name in ctx.blocks:
+        if name in ctx.blocks or name in self._compiling:
             self.warnings.append(f"block {name!r} references itself; recursion cut")
             return
+        if ctx.depth + len(self._compiling) >= self.opt.max_block_depth:
+            self.warnings.append(f"block nesting deeper than {self.opt.max_block_depth} at "
+                                 f"#{ctx.handle}; not expanded")
+            return
         inserts = list(e.multi_insert()) if e.mcount > 1 else [e]
-        sub_ctx = _Ctx(layer=layer, color=color, depth=ctx.depth + 1, handle=ctx.handle,
-                       blocks=ctx.blocks + (name,))
         for ins in inserts:
             bm = _np_matrix(ins.matrix44())
             if not np.all(np.isfinite(bm)) or abs(np.linalg.det(bm[:3, :3])) < 1e-300:
                 self.skipped["INSERT (degenerate transform)"] += 1
                 continue
             full = bm if m is None else bm @ m
-            for be in block:
-                if be.dxftype() == "ATTDEF":
-                    # definitions are templates; constant ones are shown
-                    if not be.dxf.get("flags", 0) & 2:
-                        continue
-                self._entity(be, full, sub_ctx)
+            scale = float(np.max(np.linalg.norm(full[:3, :3], axis=1))) * self._dist_scale
+            bucket = int(round(math.log2(scale))) if scale > 0 else 0
+            compiled = self._compile(name, block, bucket, ctx)
+            if compiled is not None and compiled.ops:
+                self._instantiate(compiled, full, ctx, layer, color)
         # attributes are stored in WCS of the INSERT's container (not the block frame)
         for attrib in e.attribs:
             self._entity(attrib, m, ctx)
+
+    def _compile(self, name: str, block: Any, bucket: int, ctx: _Ctx) -> _Compiled | None:
+        """Convert a block definition once per scale bucket, in block coordinates."""
+        key = (name, bucket)
+        hit = self._compiled.get(key)
+        if hit is not None:
+            return hit
+        saved = (self._rec, self._dist_scale)
+        self._rec = []
+        self._dist_scale = 2.0 ** bucket
+        self._compiling.add(name)
+        sub = _Ctx(layer=_INHERIT, color=_BYBLOCK_C, depth=ctx.depth + 1, handle=ctx.handle,
+                   blocks=ctx.blocks + (name,))
+        try:
+            for be in block:
+                if be.dxftype() == "ATTDEF" and not be.dxf.get("flags", 0) & 2:
+                    continue  # definitions are templates; only constant ones are shown
+                try:
+                    self._entity(be, None, sub)
+                except (InvalidInputError, MemoryError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken entity costs itself only
+                    self.failed[be.dxftype()] += 1
+                    if sum(self.failed.values()) <= 10:
+                        self.warnings.append(f"{be.dxftype()} in block {name!r} skipped: "
+                                             f"{type(exc).__name__}: {str(exc)[:120]}")
+            recorded = self._rec
+        finally:
+            self._compiling.discard(name)
+            self._rec, self._dist_scale = saved
+        ops = []
+        chunks = []
+        cursor = 0
+        for kind, layer, color, pts, payload in recorded:
+            n = pts.shape[0]
+            ops.append((kind, layer, color, cursor, cursor + n, payload))
+            chunks.append(pts)
+            cursor += n
+        compiled = _Compiled(ops, np.vstack(chunks) if chunks else np.zeros((0, 3)))
+        self._compiled[key] = compiled
+        return compiled
+
+    def _instantiate(self, compiled: _Compiled, m: np.ndarray, ctx: _Ctx, layer: str,
+                     color: Color) -> None:
+        """Place a compiled block: one matrix product, then resolve inherited properties."""
+        pts = _xf(compiled.pts, m)
+        for kind, op_layer, op_color, a, b, payload in compiled.ops:
+            lay = layer if op_layer == _INHERIT else op_layer
+            if op_color == _BYBLOCK_C:
+                col = color
+            elif op_color == _BYLAYER_C:
+                col = _BYLAYER_C if lay == _INHERIT else self._layer(lay)[0]
+            else:
+                col = op_color
+            if lay != _INHERIT and not self._layer(lay)[1]:
+                continue
+            if kind == "poly":
+                self._emit_polyline(lay, ctx, col, pts[a:b], payload)
+            elif kind == "tris":
+                self._emit_triangles(lay, ctx, col, pts[a:b], payload)
+            elif kind == "points":
+                self._emit_points(lay, ctx, col, pts[a:b])
+            elif kind == "fill":
+                idx, poly = payload
+                if self._rec is None and poly is not None:
+                    self._emit_fill(lay, ctx, col, pts[a:b], idx, poly, m)
+                elif self._rec is not None:
+                    # nested: keep the plan polygon in the parent's block frame
+                    from shapely import affinity
+
+                    moved = None if poly is None else affinity.affine_transform(
+                        poly, [m[0, 0], m[1, 0], m[0, 1], m[1, 1], m[3, 0], m[3, 1]])
+                    self._emit_fill(lay, ctx, col, pts[a:b], idx, moved, None)
+                else:
+                    self._emit_triangles(lay, ctx, col, pts[a:b], idx)
+            elif kind == "text":
+                height, rotation, text, dxftype = payload
+                sx = float(np.linalg.norm(m[0, :3])) or 1.0
+                self._emit_text(lay, ctx, pts[a:b], height * sx,
+                                rotation + math.degrees(math.atan2(m[0, 1], m[0, 0])),
+                                text, dxftype, None)
 
     def _virtual(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str,
                  color: Color) -> None:
@@ -712,9 +861,6 @@ class _Walker:
 
     def _text(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str, color: Color) -> None:
         if not self.opt.include_text:
-            return
-        self.texts += 1
-        if self.texts > self.opt.max_text_nodes:
             return
         dxftype = e.dxftype()
         dxf = e.dxf
@@ -730,27 +876,12 @@ class _Walker:
             height = float(dxf.get("height", 1.0))
             rotation = float(dxf.get("rotation", 0.0))
             text = e.plain_text()
-        p = _xf(p, m)
-        if m is not None:
-            sx = float(np.linalg.norm(m[0, :3])) or 1.0
-            height *= sx
-            rotation += math.degrees(math.atan2(m[0, 1], m[0, 0]))
-        if not np.all(np.isfinite(p)):
-            return
-        text = str(text)[:1000]
-        layer_key = "layer:" + layer
-        if not self.builder.has_node(layer_key):
-            self.builder.node(layer_key, name=layer, category="layer", layer=layer)
-        key = f"text:{self.texts}"
-        node = self.builder.node(key, name=f"{dxftype} {text[:40]}".strip(), category="text",
-                                 parent=layer_key, text=text, height_m=height * self.scale,
-                                 rotation_deg=round(rotation % 360.0, 6), dxftype=dxftype)
-        node.translation = (float(p[0, 0]), float(p[0, 1]), float(p[0, 2]))
-        node.rotation_z = math.radians(rotation)
-        if ctx.handle:
-            node.source = [ctx.handle] if ctx.depth == 0 or dxftype != "ATTRIB" else [ctx.handle]
+        self._emit_text(layer, ctx, p, height, rotation, str(text)[:1000], dxftype, m)
 
     def _ray(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str, color: Color) -> None:
+        if self._rec is not None or layer == _INHERIT:
+            self.skipped[f"{e.dxftype()} inside a block"] += 1
+            return
         s = e.dxf.start
         d = e.dxf.unit_vector
         p = _xf(np.array([[s.x, s.y, s.z]], dtype=np.float64), m)[0]

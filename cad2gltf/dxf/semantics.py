@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cad2gltf.geometry.boxes import boxes_to_triangles, strip_boxes, subtract_intervals
 from cad2gltf.geometry.polygons import extrude_bands, iter_polygons
 from cad2gltf.options import ConvertOptions
 from cad2gltf.scene import Color, SceneBuilder
@@ -42,15 +43,31 @@ _OPENINGS = {"door", "window"}
 
 @dataclass
 class _Wall:
-    footprint: Any                      # shapely polygon, drawing units
+    """A wall element. Straight walls are *strips* (axis, ``s`` offsets across it and a
+    ``t`` range along it) and are meshed as boxes; other footprints go through polygon
+    booleans (:func:`extrude_bands`)."""
+
+    footprint: Any                      # shapely polygon, drawing units (None until needed)
     handles: list[str]
     layer: str
     color: Color
-    style: str                          # pair | single | outline
-    axis: tuple[float, float] | None = None   # unit direction for pair/single walls
-    strip: tuple[float, float] | None = None  # normal offsets (lo, hi) for pair/single
+    style: str                          # pair | single | outline | column
+    axis: tuple[float, float] | None = None   # unit direction of a strip wall
+    strip: tuple[float, float] | None = None  # normal offsets (lo, hi) of a strip wall
+    trange: tuple[float, float] | None = None  # extent along the axis of a strip wall
     cutouts: list[tuple[Any, float, float]] = field(default_factory=list)
+    strip_cuts: list[tuple[float, float, float, float]] = field(default_factory=list)
     openings: list[str] = field(default_factory=list)
+
+    @property
+    def is_strip(self) -> bool:
+        return self.axis is not None and self.strip is not None and self.trange is not None
+
+    def rect(self) -> np.ndarray:
+        u = np.asarray(self.axis)
+        n = np.array([-u[1], u[0]])
+        (t0, t1), (s0, s1) = self.trange, self.strip  # type: ignore[misc]
+        return np.array([u * t0 + n * s0, u * t1 + n * s0, u * t1 + n * s1, u * t0 + n * s1])
 
 
 @dataclass
@@ -160,8 +177,29 @@ class SemanticCollector:
         openings = self._openings(walls, unit, warnings)
 
         height = o.wall_height * unit
+        # strip walls: all boxes of all walls in one vectorised call
+        box_rows: list[tuple[float, float, float, float, float, float, float, float]] = []
+        box_owner: list[int] = []
+        for i, wall in enumerate(walls):
+            if wall.is_strip:
+                (t0, t1), (s0, s1), (ux, uy) = wall.trange, wall.strip, wall.axis
+                for ta, tb, za, zb in strip_boxes(t0, t1, 0.0, height, wall.strip_cuts):
+                    box_rows.append((ux, uy, ta, tb, s0, s1, za, zb))
+                    box_owner.append(i)
+        meshes: dict[int, np.ndarray] = {}
+        if box_rows:
+            rows = np.asarray(box_rows, dtype=np.float64)
+            tris = boxes_to_triangles(rows[:, :2], rows[:, 2], rows[:, 3], rows[:, 4],
+                                      rows[:, 5], rows[:, 6], rows[:, 7]).reshape(-1, 36, 3)
+            owner = np.asarray(box_owner)
+            cuts = np.flatnonzero(np.diff(owner)) + 1
+            for chunk, idx in zip(np.split(tris, cuts), np.split(owner, cuts)):
+                meshes[int(idx[0])] = chunk.reshape(-1, 3)
         for n, wall in enumerate(walls, 1):
-            pos, idx = extrude_bands(wall.footprint, 0.0, height, wall.cutouts)
+            if wall.is_strip:
+                pos, idx = meshes[n - 1], None
+            else:
+                pos, idx = extrude_bands(wall.footprint, 0.0, height, wall.cutouts)
             key = f"wall:{n}"
             self._layer_node(builder, wall.layer)
             length, thickness = _dimensions(wall)
@@ -190,10 +228,6 @@ class SemanticCollector:
                 builder.add_triangles(key, color, pts, idx)
             for pos, idx, color, double in parts:
                 builder.add_triangles(key, color, pos, idx, double_sided=double)
-        if walls:
-            n_open = sum(1 for _, el, ex, _ in openings if ex.get("host_wall"))
-            builder_stats = f"{len(walls)} walls, {n_open} hosted openings"
-            del builder_stats
 
     @staticmethod
     def _layer_node(builder: SceneBuilder, layer: str) -> None:
@@ -214,91 +248,127 @@ class SemanticCollector:
         for w in walls:
             if w.style == "outline":
                 _fit_strip(w, o.max_wall_thickness * unit * 1.5)
+        _strip_footprints(walls)
         return walls
 
     def _openings(self, walls: list[_Wall], unit: float, warnings: list[str]):
-        """Cluster door/window elements, host them in walls, compute cut-outs and parts."""
+        """Cluster door/window elements, host them in walls, cut openings, add lintels."""
         import shapely
-        from shapely.geometry import Polygon, box
+        from shapely.geometry import Polygon
         from shapely.strtree import STRtree
 
         o = self.opt
         els = [el for el in self.elements.values() if el.lines or el.tris]
         merged = _cluster(els, tol=0.02 * unit)
-        out = []
-        tree = STRtree([w.footprint for w in walls]) if walls else None
-        search = o.max_wall_thickness * unit
         counters: dict[str, int] = {}
-        unhosted = 0
+        keys = []
         for el in merged:
             counters[el.category] = counters.get(el.category, 0) + 1
-            key = f"{el.category}:{counters[el.category]}"
-            pts = el.points2d()
-            extras: dict[str, Any] = {}
-            parts: list[tuple[np.ndarray, np.ndarray, Color, bool]] = []
-            if el.category not in _OPENINGS or pts.shape[0] == 0 or tree is None:
-                out.append((key, el, extras, parts))
-                continue
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            centre = (lo + hi) / 2.0
-            probe = box(lo[0], lo[1], hi[0], hi[1])
-            cand = tree.query(probe.buffer(search))
-            if len(cand) == 0:
+            keys.append(f"{el.category}:{counters[el.category]}")
+        out = [(key, el, {}, []) for key, el in zip(keys, merged)]
+        candidates = [i for i, el in enumerate(merged) if el.category in _OPENINGS]
+        if not candidates:
+            return out
+        if not walls:
+            warnings.append(f"{len(candidates)} door/window element(s) but no walls; kept "
+                            f"without openings")
+            return out
+        footprints = np.array([w.footprint for w in walls], dtype=object)
+        tree = STRtree(footprints)
+        search = o.max_wall_thickness * unit
+        pts_of = {i: merged[i].points2d() for i in candidates}
+        lo = np.array([pts_of[i].min(axis=0) for i in candidates])
+        hi = np.array([pts_of[i].max(axis=0) for i in candidates])
+        probes = shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
+        left, right = tree.query(probes, predicate="dwithin", distance=search)
+        dist = shapely.distance(probes[left], footprints[right])
+        area = shapely.area(shapely.intersection(probes[left], footprints[right]))
+        host_of: dict[int, int] = {}
+        best: dict[int, tuple[float, float, int]] = {}
+        for k, (pi, wi) in enumerate(zip(left.tolist(), right.tolist())):
+            cand = (round(float(dist[k]), 9), -round(float(area[k]), 9), wi)
+            if pi not in best or cand < best[pi]:
+                best[pi] = cand
+        for pi, cand in best.items():
+            host_of[candidates[pi]] = cand[2]
+        height = o.wall_height * unit
+        unhosted = 0
+        for i in candidates:
+            key, el, extras, parts = out[i]
+            if i not in host_of:
                 unhosted += 1
-                out.append((key, el, extras, parts))
                 continue
-            dists = [(walls[i].footprint.distance(probe), -walls[i].footprint.intersection(
-                probe).area, int(i)) for i in cand]
-            dists.sort()
-            host = walls[dists[0][2]]
-            if dists[0][0] > search:
-                unhosted += 1
-                out.append((key, el, extras, parts))
-                continue
+            host = walls[host_of[i]]
+            pts = pts_of[i]
+            centre = (pts.min(axis=0) + pts.max(axis=0)) / 2.0
             u, s_lo, s_hi = _local_axis(host, centre, search)
             if u is None:
-                out.append((key, el, extras, parts))
+                unhosted += 1
                 continue
             n = np.array([-u[1], u[0]])
             t = pts @ u
             t0, t1 = float(t.min()), float(t.max())
             if t1 - t0 <= 1e-9:
-                out.append((key, el, extras, parts))
+                unhosted += 1
                 continue
-            eps = 0.01 * unit
-            corners = [u * t0 + n * (s_lo - eps), u * t1 + n * (s_lo - eps),
-                       u * t1 + n * (s_hi + eps), u * t0 + n * (s_hi + eps)]
-            cut = Polygon(corners)
             if el.category == "door":
-                z0, z1 = 0.0, o.door_height * unit
+                z0, z1 = 0.0, min(o.door_height * unit, height)
             else:
-                z0, z1 = o.window_sill * unit, o.window_head * unit
-            height = o.wall_height * unit
-            z1 = min(z1, height)
-            hit = []
-            for i in tree.query(cut):
-                w = walls[int(i)]
-                if w.footprint.intersects(cut) and w.footprint.intersection(cut).area > 0:
+                z0, z1 = o.window_sill * unit, min(o.window_head * unit, height)
+            eps = 0.01 * unit
+            corners = np.array([u * t0 + n * (s_lo - eps), u * t1 + n * (s_lo - eps),
+                                u * t1 + n * (s_hi + eps), u * t0 + n * (s_hi + eps)])
+            cut = Polygon(corners)
+            covered: list[tuple[float, float]] = []
+            hit_polys = []
+            for wi in sorted(tree.query(cut, predicate="intersects").tolist()):
+                w = walls[wi]
+                if w.is_strip:
+                    wu = np.asarray(w.axis)
+                    if abs(float(wu @ u)) < 0.999:
+                        continue  # walls across the opening (junctions) are not cut
+                    wn = np.array([-wu[1], wu[0]])
+                    ct, cs = corners @ wu, corners @ wn
+                    a, b = float(ct.min()), float(ct.max())
+                    ov_t = min(b, w.trange[1]) - max(a, w.trange[0])
+                    ov_s = min(float(cs.max()), w.strip[1]) - max(float(cs.min()), w.strip[0])
+                    if ov_t <= 1e-9 or ov_s <= 1e-9:
+                        continue
+                    w.strip_cuts.append((a, b, z0, z1))
+                    # the part of the opening this wall covers, in the host's t
+                    ends = np.array([wu * max(a, w.trange[0]), wu * min(b, w.trange[1])]) @ u
+                    covered.append((float(ends.min()), float(ends.max())))
+                else:
+                    inter = w.footprint.intersection(cut)
+                    if inter.is_empty or inter.area <= 0:
+                        continue
                     w.cutouts.append((cut, z0, z1))
-                    w.openings.append(key)
-                    hit.append(w)
-            # lintel / sill where the wall was drawn with a gap
-            strip = Polygon([u * t0 + n * s_lo, u * t1 + n * s_lo,
-                             u * t1 + n * s_hi, u * t0 + n * s_hi])
-            covered = shapely.union_all([w.footprint for w in hit]) if hit else None
-            fill = strip if covered is None else strip.difference(covered)
-            if not fill.is_empty and fill.area > 1e-9 * unit * unit:
-                if z1 < height:
-                    pos, idx = extrude_bands(fill, z1, height, [])
-                    parts.append((pos, idx, host.color, False))
-                if z0 > 0:
-                    pos, idx = extrude_bands(fill, 0.0, z0, [])
-                    parts.append((pos, idx, host.color, False))
+                    hit_polys.append(w.footprint)
+                w.openings.append(key)
+            # lintel (and sill) where the wall was drawn with a gap
+            if hit_polys:
+                strip_poly = Polygon([u * t0 + n * s_lo, u * t1 + n * s_lo,
+                                      u * t1 + n * s_hi, u * t0 + n * s_hi])
+                fill = strip_poly.difference(shapely.union_all(hit_polys))
+                for za, zb in ((z1, height), (0.0, z0)):
+                    if zb > za and not fill.is_empty and fill.area > 1e-9 * unit * unit:
+                        pos, idx = extrude_bands(fill, za, zb, [])
+                        parts.append((pos, idx, host.color, False))
+            else:
+                gaps = subtract_intervals(t0, t1, covered)
+                rows = [(ga, gb, za, zb) for ga, gb in gaps
+                        for za, zb in ((z1, height), (0.0, z0)) if zb > za]
+                if rows:
+                    r = np.asarray(rows)
+                    k = r.shape[0]
+                    pos = boxes_to_triangles(np.tile(u, (k, 1)), r[:, 0], r[:, 1],
+                                             np.full(k, s_lo), np.full(k, s_hi), r[:, 2], r[:, 3])
+                    parts.append((pos, None, host.color, False))
             if el.category == "window":
                 mid = (s_lo + s_hi) / 2.0
-                a, b = u * t0 + n * mid, u * t1 + n * mid
-                pane = np.array([[a[0], a[1], z0], [b[0], b[1], z0], [b[0], b[1], z1],
-                                 [a[0], a[1], z1]], dtype=np.float64)
+                a2, b2 = u * t0 + n * mid, u * t1 + n * mid
+                pane = np.array([[a2[0], a2[1], z0], [b2[0], b2[1], z0], [b2[0], b2[1], z1],
+                                 [a2[0], a2[1], z1]], dtype=np.float64)
                 parts.append((pane, np.array([0, 1, 2, 0, 2, 3], dtype=np.int64), _GLASS, True))
             centre_axis = u * (t0 + t1) / 2.0 + n * (s_lo + s_hi) / 2.0
             extras.update({
@@ -310,7 +380,6 @@ class SemanticCollector:
                              round(float(centre_axis[1]) / unit, 4)],
                 "axis": [round(float(u[0]), 6), round(float(u[1]), 6)],
             })
-            out.append((key, el, extras, parts))
         if unhosted:
             warnings.append(f"{unhosted} door/window element(s) not near any wall; "
                             f"kept without an opening")
@@ -339,19 +408,32 @@ def _polygon(pts: np.ndarray) -> Any | None:
 
 
 def _dimensions(w: _Wall) -> tuple[float, float]:
-    if w.strip is not None and w.axis is not None:
-        thickness = w.strip[1] - w.strip[0]
-        b = w.footprint.bounds
-        return (abs(np.dot([b[2] - b[0], b[3] - b[1]], np.abs(w.axis))), thickness)
+    if w.is_strip:
+        return w.trange[1] - w.trange[0], w.strip[1] - w.strip[0]  # type: ignore[index]
     rect = w.footprint.minimum_rotated_rectangle
     xy = np.asarray(rect.exterior.coords)[:4] if rect.geom_type == "Polygon" else np.zeros((4, 2))
     e1, e2 = np.linalg.norm(xy[1] - xy[0]), np.linalg.norm(xy[2] - xy[1])
     return max(e1, e2), min(e1, e2)
 
 
+def _strip_footprints(walls: list[_Wall]) -> None:
+    """Create the plan polygons of strip walls in one vectorised call."""
+    import shapely
+
+    todo = [w for w in walls if w.footprint is None and w.is_strip]
+    if not todo:
+        return
+    rects = np.stack([w.rect() for w in todo])
+    for w, poly in zip(todo, shapely.polygons(rects)):
+        w.footprint = poly
+
+
 def _fit_strip(w: _Wall, max_thickness: float) -> None:
-    """Give thin, rectangle-like outlines an axis and strip."""
-    rect = w.footprint.minimum_rotated_rectangle
+    """Thin, rectangular outlines become strip walls (meshed as boxes)."""
+    poly = w.footprint
+    if poly.geom_type != "Polygon" or len(poly.interiors):
+        return
+    rect = poly.minimum_rotated_rectangle
     if rect.geom_type != "Polygon":
         return
     xy = np.asarray(rect.exterior.coords)[:4]
@@ -359,15 +441,16 @@ def _fit_strip(w: _Wall, max_thickness: float) -> None:
     l1, l2 = float(np.linalg.norm(e1)), float(np.linalg.norm(e2))
     if min(l1, l2) <= 0 or min(l1, l2) > max_thickness or max(l1, l2) < 1.5 * min(l1, l2):
         return
-    if rect.area <= 0 or w.footprint.area / rect.area < 0.9:
+    if rect.area <= 0 or poly.area / rect.area < 0.98:
         return
     u = e1 / l1 if l1 >= l2 else e2 / l2
     if u[0] < 0 or (u[0] == 0 and u[1] < 0):
         u = -u
     n = np.array([-u[1], u[0]])
-    s = xy @ n
+    s, t = xy @ n, xy @ u
     w.axis = (float(u[0]), float(u[1]))
     w.strip = (float(s.min()), float(s.max()))
+    w.trange = (float(t.min()), float(t.max()))
 
 
 def _local_axis(w: _Wall, centre: np.ndarray, search: float):
@@ -466,8 +549,6 @@ def _cluster(els: list[_Element], tol: float) -> list[_Element]:
 
 def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[_Wall]:
     """Pair parallel wall lines into walls; bridge corners; single lines get ``default_t``."""
-    from shapely.geometry import Polygon
-
     P = np.array([s[0] for s in segments], dtype=np.float64)
     Q = np.array([s[1] for s in segments], dtype=np.float64)
     d = Q - P
@@ -490,8 +571,7 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
     # bucket by angle; compare within the same and the next bucket
     nb = int(math.ceil(math.pi / ang_tol))
     bucket = np.floor((theta + math.pi / 2) / ang_tol).astype(np.int64) % nb
-    claims: list[list[tuple[float, float, float]]] = [[] for _ in range(n)]
-    pairs: list[tuple[int, int, float, float]] = []
+    claims: list[list[tuple[float, float, float, int]]] = [[] for _ in range(n)]
     cand: list[tuple[float, int, int]] = []
     order_all = np.argsort(bucket, kind="stable")
     buckets = {}
@@ -544,7 +624,6 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
             cand.append((dist, min(x, y), max(x, y)))
     cand = sorted(set(cand))
     walls: list[_Wall] = []
-    pair_of: dict[int, list[int]] = {}
     for dist, i, j in cand:
         nu = u[i]
         nn = np.array([-nu[1], nu[0]])
@@ -553,40 +632,34 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
         a_t, b_t = max(ti0, tj0), min(ti1, tj1)
         if b_t - a_t <= min_t:
             continue
-        if any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _ in claims[i]) or \
-           any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _ in claims[j]):
+        if any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _, _ in claims[i]) or \
+           any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _, _ in claims[j]):
             continue
         ci, cj = float(P2[i] @ nn), float(P2[j] @ nn)
-        claims[i].append((a_t, b_t, cj - ci))
-        # claims on j use j's own axis (same orientation within 1.5 degrees)
-        claims[j].append((a_t, b_t, ci - cj))
-        s_lo, s_hi = min(ci, cj), max(ci, cj)
-        rect = Polygon([nu * a_t + nn * s_lo, nu * b_t + nn * s_lo,
-                        nu * b_t + nn * s_hi, nu * a_t + nn * s_hi])
-        w = _Wall(rect, [segments[idx_ok[i]][2], segments[idx_ok[j]][2]],
-                  segments[idx_ok[i]][3], segments[idx_ok[i]][4], "pair",
-                  axis=(float(nu[0]), float(nu[1])), strip=(s_lo, s_hi))
-        pair_of.setdefault(i, []).append(len(walls))
-        pair_of.setdefault(j, []).append(len(walls))
-        walls.append(w)
-    # uncovered pieces: bridge next to a pair, otherwise single-line walls
-    import shapely
-
+        wi = len(walls)
+        claims[i].append((a_t, b_t, cj - ci, wi))
+        # claims on j use i's axis (same orientation within the angle tolerance)
+        claims[j].append((a_t, b_t, ci - cj, wi))
+        walls.append(_Wall(None, [segments[idx_ok[i]][2], segments[idx_ok[j]][2]],
+                           segments[idx_ok[i]][3], segments[idx_ok[i]][4], "pair",
+                           axis=(float(nu[0]), float(nu[1])),
+                           strip=(min(ci, cj), max(ci, cj)), trange=(a_t, b_t)))
+    # uncovered pieces: bridge next to a pair (corners, T-junctions), else single walls
     bridge_max = max_t * 1.05
     for k in range(n):
         nu = u[k]
         nn = np.array([-nu[1], nu[0]])
         tk0, tk1 = sorted((float(P2[k] @ nu), float(Q2[k] @ nu)))
         ck = float(P2[k] @ nn)
-        cl = sorted(claims[k])
         gaps = []
         cursor = tk0
         prev = None
-        for ca, cb, off in cl:
+        for claim in sorted(claims[k]):
+            ca, cb = claim[0], claim[1]
             if ca - cursor > 1e-9:
-                gaps.append((cursor, ca, prev, (ca, cb, off)))
+                gaps.append((cursor, ca, prev, claim))
             cursor = max(cursor, cb)
-            prev = (ca, cb, off)
+            prev = claim
         if tk1 - cursor > 1e-9:
             gaps.append((cursor, tk1, prev, None))
         seg = segments[idx_ok[k]]
@@ -594,30 +667,16 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
             glen = g1 - g0
             nb_claim = left or right
             if nb_claim is not None and glen <= bridge_max:
-                off = nb_claim[2]
-                s_lo, s_hi = min(ck, ck + off), max(ck, ck + off)
-                rect = Polygon([nu * g0 + nn * s_lo, nu * g1 + nn * s_lo,
-                                nu * g1 + nn * s_hi, nu * g0 + nn * s_hi])
-                host = pair_of.get(k, [None])[0] if pair_of.get(k) else None
-                if host is not None:
-                    # attach to the adjacent pair wall of this line
-                    best = None
-                    for wi in pair_of[k]:
-                        wb = walls[wi].footprint
-                        dd = wb.distance(rect)
-                        if best is None or dd < best[0]:
-                            best = (dd, wi)
-                    w = walls[best[1]]
-                    w.footprint = shapely.union_all([w.footprint, rect])
-                    continue
+                # extend the neighbouring pair wall over the gap (same strip)
+                w = walls[nb_claim[3]]
+                wu = np.asarray(w.axis)
+                ends = np.array([nu * g0 + nn * ck, nu * g1 + nn * ck]) @ wu
+                w.trange = (min(w.trange[0], float(ends.min())),
+                            max(w.trange[1], float(ends.max())))
+                continue
             if glen > max(bridge_max, 2 * default_t) or (nb_claim is None and glen > min_t):
                 h = default_t / 2.0
-                rect = Polygon([nu * g0 + nn * (ck - h), nu * g1 + nn * (ck - h),
-                                nu * g1 + nn * (ck + h), nu * g0 + nn * (ck + h)])
-                walls.append(_Wall(rect, [seg[2]], seg[3], seg[4], "single",
-                                   axis=(float(nu[0]), float(nu[1])), strip=(ck - h, ck + h)))
-    for w in walls:
-        if w.footprint.geom_type != "Polygon":
-            polys = sorted(iter_polygons(w.footprint), key=lambda p: -p.area)
-            w.footprint = shapely.union_all(polys) if polys else w.footprint
+                walls.append(_Wall(None, [seg[2]], seg[3], seg[4], "single",
+                                   axis=(float(nu[0]), float(nu[1])),
+                                   strip=(ck - h, ck + h), trange=(g0, g1)))
     return walls
