@@ -46,19 +46,31 @@ def _to_yup(p: np.ndarray) -> np.ndarray:
     return out
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
     """Make extras JSON-safe and deterministic (floats finite, tuples as lists)."""
-    if isinstance(value, dict):
+    cls = value.__class__
+    if cls in _PLAIN:
+        return value
+    if cls is float:
+        return round(value, 9) if math.isfinite(value) else None
+    if cls is dict:
         return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
+    if cls is list or cls is tuple:
+        if all(x.__class__ is str for x in value):
+            return list(value)
         return [_jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return round(v, 9) if math.isfinite(v) else None
-    if isinstance(value, (np.integer,)):
+    if isinstance(value, np.integer):
         return int(value)
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
+    if isinstance(value, dict):
+        return _jsonable(dict(value))
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     return str(value)
 
 
@@ -81,6 +93,8 @@ class _Writer:
         self.meshes: list[dict[str, Any]] = []
         self.nodes: list[dict[str, Any]] = []
         self.uses_unlit = False
+        # orjson serialises tuples, numpy scalars and NaN (as null) itself
+        self.fast_json = _orjson() is not None
         # pending primitives: (node entry, kind, material, array)
         self._tris: list[tuple[dict[str, Any], int, np.ndarray]] = []
         self._lines: list[tuple[dict[str, Any], int, np.ndarray]] = []
@@ -155,25 +169,33 @@ class _Writer:
         extras["category"] = node.category
         if node.source:
             extras["source"] = list(node.source)
-        entry["extras"] = _jsonable(extras)
+        entry["extras"] = extras if self.fast_json else _jsonable(extras)
         children = [self.node(child) for child in node.children]
         if children:
             entry["children"] = children
         return index
+
+    def _yup32(self, p: np.ndarray) -> np.ndarray:
+        """Drawing frame (float64) -> glTF frame, re-centred, float32, in one pass."""
+        out = np.empty(p.shape, dtype="<f4")
+        out[:, 0] = p[:, 0] - self.offset[0]
+        out[:, 1] = p[:, 2] - self.offset[1]
+        out[:, 2] = -p[:, 1] - self.offset[2]
+        return out
 
     def _accessors(self, view: int, arr32: np.ndarray, starts: np.ndarray, counts: np.ndarray,
                    bounds: bool) -> list[int]:
         """One VEC3 float accessor per slice ``[start, start + count)`` of ``arr32``."""
         out = []
         if bounds and arr32.shape[0]:
-            mins = np.minimum.reduceat(arr32, starts, axis=0)
-            maxs = np.maximum.reduceat(arr32, starts, axis=0)
+            mins_l = np.minimum.reduceat(arr32, starts, axis=0).astype(np.float64).tolist()
+            maxs_l = np.maximum.reduceat(arr32, starts, axis=0).astype(np.float64).tolist()
         for k, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
             acc: dict[str, Any] = {"bufferView": view, "byteOffset": int(start) * 12,
                                    "componentType": _FLOAT, "count": int(count), "type": "VEC3"}
             if bounds:
-                acc["min"] = [float(v) for v in mins[k]]
-                acc["max"] = [float(v) for v in maxs[k]]
+                acc["min"] = mins_l[k]
+                acc["max"] = maxs_l[k]
             self.accessors.append(acc)
             out.append(len(self.accessors) - 1)
         return out
@@ -187,42 +209,71 @@ class _Writer:
             prims.setdefault(id(entry), []).append((rank, prim))
 
         entries = {id(e): e for e in self.nodes}
-        # triangles: flat normals, degenerate ones dropped, all in one go
+        # triangles: flat normals, degenerate ones dropped; done in bounded chunks so the
+        # working memory does not grow with the drawing (only the output does)
         if self._tris:
-            sizes = np.array([t.shape[0] // 3 for _, _, t in self._tris], dtype=np.int64)
-            tri = _to_yup(np.vstack([t for _, _, t in self._tris])) - self.offset
-            tri32 = tri.astype(np.float32)
-            t64 = tri32.astype(np.float64)
-            a, b, c = t64[0::3], t64[1::3], t64[2::3]
-            e1, e2 = b - a, c - a
-            nrm = np.cross(e1, e2)
-            length = np.linalg.norm(nrm, axis=1)
-            scale = np.maximum(np.maximum(np.abs(e1).max(axis=1), np.abs(e2).max(axis=1)), 1e-30)
-            keep = (length > 1e-12 * scale * scale) & np.isfinite(length)
-            owner = np.repeat(np.arange(len(self._tris)), sizes)
-            kept_per = np.bincount(owner[keep], minlength=len(self._tris))
-            pos = tri32.reshape(-1, 3, 3)[keep].reshape(-1, 3)
-            nrm32 = np.repeat((nrm[keep] / length[keep][:, None]).astype(np.float32), 3, axis=0)
-            counts = kept_per * 3
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            pos_parts: list[bytes] = []
+            nrm_parts: list[bytes] = []
+            counts = np.zeros(len(self._tris), dtype=np.int64)
+            mins = np.zeros((len(self._tris), 3))
+            maxs = np.zeros((len(self._tris), 3))
+            for lo, hi in _chunks([t.shape[0] for _, _, t in self._tris], 1_500_000):
+                group = [t for _, _, t in self._tris[lo:hi]]
+                sizes = np.array([t.shape[0] // 3 for t in group], dtype=np.int64)
+                tri32 = self._yup32(np.concatenate(group) if len(group) > 1 else group[0])
+                t64 = tri32.astype(np.float64)
+                a, b, c = t64[0::3], t64[1::3], t64[2::3]
+                e1, e2 = b - a, c - a
+                del t64
+                nrm = np.cross(e1, e2)
+                length = np.sqrt(np.einsum("ij,ij->i", nrm, nrm))
+                scale = np.maximum(np.maximum(np.abs(e1).max(axis=1), np.abs(e2).max(axis=1)),
+                                   1e-30)
+                del e1, e2, a, b, c
+                keep = (length > 1e-12 * scale * scale) & np.isfinite(length)
+                owner = np.repeat(np.arange(hi - lo), sizes)
+                kept = np.bincount(owner[keep], minlength=hi - lo) * 3
+                pos = tri32.reshape(-1, 3, 3)[keep].reshape(-1, 3)
+                nrm32 = np.repeat((nrm[keep] / length[keep][:, None]).astype("<f4"), 3, axis=0)
+                counts[lo:hi] = kept
+                starts = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
+                live = kept > 0
+                if live.any():
+                    idx = np.arange(lo, hi)[live]
+                    mins[idx] = np.minimum.reduceat(pos, starts[live], axis=0)
+                    maxs[idx] = np.maximum.reduceat(pos, starts[live], axis=0)
+                pos_parts.append(pos.tobytes())
+                nrm_parts.append(nrm32.tobytes())
+                del tri32, pos, nrm32, nrm
             live = counts > 0
-            if not live.any():
-                self._tris = []
-            pv = -1 if not live.any() else self._view(np.ascontiguousarray(pos, dtype="<f4").tobytes())
-            nv = -1 if not live.any() else self._view(np.ascontiguousarray(nrm32, dtype="<f4").tobytes())
-            pa = self._accessors(pv, pos, starts[live], counts[live], True) if live.any() else []
-            na = self._accessors(nv, nrm32, starts[live], counts[live], False) if live.any() else []
-            k = 0
-            for i, (entry, mat, _) in enumerate(self._tris):
-                if live[i]:
-                    attach(entry, {"attributes": {"POSITION": pa[k], "NORMAL": na[k]},
-                                   "mode": 4, "material": mat}, order)
-                    k += 1
-                order += 1
+            if live.any():
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+                pv = self._view(b"".join(pos_parts))
+                del pos_parts
+                nv = self._view(b"".join(nrm_parts))
+                del nrm_parts
+                mins_l, maxs_l = mins.tolist(), maxs.tolist()
+                starts_l, counts_l = starts.tolist(), counts.tolist()
+                for i, (entry, mat, _) in enumerate(self._tris):
+                    if live[i]:
+                        self.accessors.append({
+                            "bufferView": pv, "byteOffset": starts_l[i] * 12,
+                            "componentType": _FLOAT, "count": counts_l[i], "type": "VEC3",
+                            "min": mins_l[i], "max": maxs_l[i]})
+                        self.accessors.append({
+                            "bufferView": nv, "byteOffset": starts_l[i] * 12,
+                            "componentType": _FLOAT, "count": counts_l[i], "type": "VEC3"})
+                        n_acc = len(self.accessors)
+                        attach(entry, {"attributes": {"POSITION": n_acc - 2, "NORMAL": n_acc - 1},
+                                       "mode": 4, "material": mat}, order)
+                    order += 1
+            else:
+                order += len(self._tris)
+            self._tris = []
         for items, mode in ((self._lines, 1), (self._points, 0)):
             if not items:
                 continue
-            pts = _to_yup(np.vstack([p for _, _, p in items])) - self.offset
+            pts = self._yup32(np.concatenate([p for _, _, p in items]))
             sizes = np.array([p.shape[0] for _, _, p in items], dtype=np.int64)
             finite = np.all(np.isfinite(pts), axis=1)
             if mode == 1:
@@ -256,8 +307,39 @@ class _Writer:
         del entries
 
 
+def _orjson() -> Any:
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a pinned dependency
+        return None
+    return orjson
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; orjson when present (several times faster on 60k nodes)."""
+    orjson = _orjson()
+    if orjson is None:  # pragma: no cover
+        return json.dumps(_jsonable(doc), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def _chunks(sizes: list[int], budget: int) -> list[tuple[int, int]]:
+    """Split consecutive items into runs of at most ``budget`` rows (at least one item)."""
+    out = []
+    lo, acc = 0, 0
+    for i, n in enumerate(sizes):
+        if acc and acc + n > budget:
+            out.append((lo, i))
+            lo, acc = i, 0
+        acc += n
+    if lo < len(sizes):
+        out.append((lo, len(sizes)))
+    return out
+
+
 def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None,
-                       recenter: bool = True, name: str = "drawing") -> tuple[dict[str, Any], bytes]:
+                       recenter: bool = True, name: str = "drawing") -> tuple[dict[str, Any], bytearray]:
     """Build the glTF JSON document and its binary buffer.
 
     Args:
@@ -309,7 +391,7 @@ def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None
         doc["buffers"] = [{"byteLength": len(writer.blob) + (-len(writer.blob)) % 4}]
     if writer.uses_unlit:
         doc["extensionsUsed"] = ["KHR_materials_unlit"]
-    return doc, bytes(writer.blob)
+    return doc, writer.blob  # a bytearray: no extra copy of a large buffer
 
 
 def gltf_dumpb(scene: Scene, *, provenance: dict[str, Any] | None = None,
@@ -320,10 +402,11 @@ def gltf_dumpb(scene: Scene, *, provenance: dict[str, Any] | None = None,
         The GLB file content.
     """
     doc, blob = scene_to_gltf_dict(scene, provenance=provenance, recenter=recenter, name=name)
-    js = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    js = _dumps(doc)
     js += b" " * ((-len(js)) % 4)
-    blob += b"\x00" * ((-len(blob)) % 4)
-    chunks = struct.pack("<II", len(js), 0x4E4F534A) + js
+    pad = b"\x00" * ((-len(blob)) % 4)
+    parts = [struct.pack("<II", len(js), 0x4E4F534A), js]
     if blob:
-        chunks += struct.pack("<II", len(blob), 0x004E4942) + blob
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
+        parts += [struct.pack("<II", len(blob) + len(pad), 0x004E4942), blob, pad]
+    total = 12 + sum(len(x) for x in parts)
+    return b"".join([struct.pack("<4sII", b"glTF", 2, total), *parts])

@@ -44,35 +44,55 @@ def preview_png(scene: Scene, size: int = 768, margin: int = 16) -> bytes:
         q = np.nan_to_num(q, nan=-1e6, posinf=1e6, neginf=-1e6)
         return np.clip(q, -1e6, 1e6).astype(np.int32)
 
-    nodes = list(scene.iter_nodes())
-    # tall things (walls, columns) last among the fills so they read as solid
-    nodes.sort(key=lambda n: n.category in ("wall", "column"))
-    for node in nodes:
+    # gather by colour first: a few draw calls instead of one per primitive
+    fills: dict[tuple, list[np.ndarray]] = {}
+    solids: dict[tuple, list[np.ndarray]] = {}
+    lines: dict[tuple, list[np.ndarray]] = {}
+    points: dict[tuple, list[np.ndarray]] = {}
+    for node in scene.iter_nodes():
         solid = node.category in ("wall", "column")
         for prim in node.primitives:
-            if prim.kind != "triangles" or prim.vertex_count == 0:
+            if prim.vertex_count == 0:
                 continue
-            tri = prim.positions[prim.indices] if prim.indices is not None else prim.positions
-            tri = tri[: tri.shape[0] - tri.shape[0] % 3]
+            if prim.kind == "triangles":
+                tri = prim.positions[prim.indices] if prim.indices is not None else prim.positions
+                tri = tri[: tri.shape[0] - tri.shape[0] % 3]
+                (solids if solid else fills).setdefault(prim.color, []).append(tri)
+            elif prim.kind == "lines":
+                lines.setdefault(prim.color, []).append(prim.positions)
+            else:
+                points.setdefault(prim.color, []).append(prim.positions)
+    for group, solid in ((fills, False), (solids, True)):
+        for color in sorted(group):
+            tri = np.concatenate(group[color])
             if solid:
-                # only the plan footprint matters: keep triangles facing up
+                # the plan footprint of tall things: their upward-facing triangles
                 a, b, c = tri[0::3], tri[1::3], tri[2::3]
                 up = np.cross(b - a, c - a)[:, 2] > 0
                 tri = np.stack([a[up], b[up], c[up]], axis=1).reshape(-1, 3)
             if tri.shape[0] == 0:
                 continue
             polys = px(tri).reshape(-1, 3, 2)
-            colour = _bgr(prim.color, 0.6 if solid else 1.0)
-            if prim.color[3] < 1.0:
+            colour = _bgr(color, 0.6 if solid else 1.0)
+            if color[3] < 1.0:
                 colour = (230, 200, 150)
-            cv2.fillPoly(canvas, list(polys), colour, lineType=cv2.LINE_AA)
-    for node in scene.iter_nodes():
-        for prim in node.primitives:
-            if prim.kind == "lines" and prim.vertex_count:
-                segs = px(prim.positions).reshape(-1, 2, 2)
-                cv2.polylines(canvas, list(segs), False, _bgr(prim.color), 1, cv2.LINE_AA)
-            elif prim.kind == "points" and prim.vertex_count:
-                for x, y in px(prim.positions)[:100_000]:
-                    canvas[max(0, min(h - 1, y)), max(0, min(w - 1, x))] = _bgr(prim.color)
+            cv2.fillPoly(canvas, polys, colour, lineType=cv2.LINE_AA if not solid else cv2.LINE_8)
+    total = sum(sum(p.shape[0] for p in v) for v in lines.values()) // 2
+    line_type = cv2.LINE_AA if total <= 50_000 else cv2.LINE_8
+    for color in sorted(lines):
+        segs = px(np.concatenate(lines[color])).reshape(-1, 2, 2)
+        # a segment shorter than a pixel is drawn as that pixel
+        dot = np.all(segs[:, 0] == segs[:, 1], axis=1)
+        if dot.any():
+            q = segs[dot, 0]
+            q = q[(q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)]
+            canvas[q[:, 1], q[:, 0]] = _bgr(color)
+            segs = segs[~dot]
+        cv2.polylines(canvas, segs, False, _bgr(color), 1, line_type)
+    for color in sorted(points):
+        q = px(np.concatenate(points[color]))[:200_000]
+        q[:, 0] = np.clip(q[:, 0], 0, w - 1)
+        q[:, 1] = np.clip(q[:, 1], 0, h - 1)
+        canvas[q[:, 1], q[:, 0]] = _bgr(color)
     ok, png = cv2.imencode(".png", canvas, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     return bytes(png)

@@ -178,7 +178,7 @@ class SceneBuilder:
                 self.add_points(key, color, points)
             return
         if closed and not np.array_equal(points[0], points[-1]):
-            points = np.vstack([points, points[:1]])
+            points = np.concatenate([points, points[:1]])
             n += 1
         seg = np.empty((2 * (n - 1), 3), dtype=np.float64)
         seg[0::2] = points[:-1]
@@ -210,7 +210,7 @@ class SceneBuilder:
         for (key, kind, color), batch in self._batches.items():
             if not batch.chunks:
                 continue
-            positions = np.ascontiguousarray(np.vstack(batch.chunks), dtype=np.float64)
+            positions = np.ascontiguousarray(np.concatenate(batch.chunks), dtype=np.float64)
             indices = None
             if kind == "triangles":
                 indices = np.concatenate(batch.index_chunks).astype(np.uint32)

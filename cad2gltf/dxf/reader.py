@@ -208,6 +208,8 @@ class _Walker:
         self._compiled: dict[tuple[str, int], _Compiled] = {}
         self._compiling: set[str] = set()
         self._dist_scale = 1.0
+        self._sinks: dict[str, tuple[str, None]] = {}
+        self._base_points: dict[str, tuple[float, float, float]] = {}
         self._layer_info: dict[str, tuple[Color, bool, str | None]] = {}
         self._rules = [(cat, re.compile(rx)) for cat, rx in options.layer_rules]
         from cad2gltf.dxf.semantics import SemanticCollector
@@ -346,6 +348,12 @@ class _Walker:
             extra = len(self.warnings) - _MAX_WARNINGS
             self.warnings = self.warnings[:_MAX_WARNINGS] + [f"... and {extra} more warnings"]
         scene.warnings = self.warnings
+        # break the walker's reference cycles (bound methods in self.handlers) so that
+        # the document and the collected geometry are freed now, not at the next GC pass
+        self.handlers = {}
+        self.semantics = None
+        self._compiled = {}
+        self.doc = None
         return scene
 
     def _stats(self) -> dict[str, Any]:
@@ -443,12 +451,16 @@ class _Walker:
 
     def _sink(self, layer: str, ctx: _Ctx) -> tuple[str, str | None]:
         """Node key for geometry on ``layer`` and its semantic category (if any)."""
+        hit = self._sinks.get(layer)
+        if hit is not None:
+            return hit
         category = self._layer(layer)[2]
         key = "layer:" + layer
         if not self.builder.has_node(key):
             self.builder.node(key, name=layer, category="layer", layer=layer)
         if category is not None and self.semantics is not None:
             return self.semantics.element_key(category, layer, ctx.handle, self.builder), category
+        self._sinks[layer] = (key, None)
         return key, None
 
     def _budget(self, n: int) -> None:
@@ -757,7 +769,7 @@ class _Walker:
             return
         inserts = list(e.multi_insert()) if e.mcount > 1 else [e]
         for ins in inserts:
-            bm = _np_matrix(ins.matrix44())
+            bm = self._insert_matrix(ins, name, block)
             if not np.all(np.isfinite(bm)) or abs(np.linalg.det(bm[:3, :3])) < 1e-300:
                 self.skipped["INSERT (degenerate transform)"] += 1
                 continue
@@ -770,6 +782,28 @@ class _Walker:
         # attributes are stored in WCS of the INSERT's container (not the block frame)
         for attrib in e.attribs:
             self._entity(attrib, m, ctx)
+
+    def _insert_matrix(self, ins: Any, name: str, block: Any) -> np.ndarray:
+        """The block-to-container transform; a direct formula for the usual 2D case."""
+        dxf = ins.dxf
+        ext = dxf.get("extrusion", None)
+        if ext is not None and (abs(ext[0]) > 1e-12 or abs(ext[1]) > 1e-12 or ext[2] <= 0):
+            return _np_matrix(ins.matrix44())
+        base = self._base_points.get(name)
+        if base is None:
+            bp = block.block.dxf.get("base_point", (0, 0, 0)) if block.block else (0, 0, 0)
+            base = self._base_points[name] = (float(bp[0]), float(bp[1]), float(bp[2]))
+        sx, sy, sz = dxf.get("xscale", 1.0), dxf.get("yscale", 1.0), dxf.get("zscale", 1.0)
+        rot = math.radians(dxf.get("rotation", 0.0))
+        c, s_ = math.cos(rot), math.sin(rot)
+        p = dxf.get("insert", (0.0, 0.0, 0.0))
+        m = np.array([[sx * c, sx * s_, 0.0, 0.0],
+                      [-sy * s_, sy * c, 0.0, 0.0],
+                      [0.0, 0.0, sz, 0.0],
+                      [0.0, 0.0, 0.0, 1.0]])
+        m[3, :3] = (p[0], p[1], p[2] if len(p) > 2 else 0.0)
+        m[3, :3] -= np.asarray(base) @ m[:3, :3]
+        return m
 
     def _compile(self, name: str, block: Any, bucket: int, ctx: _Ctx) -> _Compiled | None:
         """Convert a block definition once per scale bucket, in block coordinates."""

@@ -39,6 +39,7 @@ __all__ = ["SemanticCollector"]
 _GLASS: Color = (0.55, 0.75, 0.9, 0.35)
 _EXTRUDED = {"wall", "column"}
 _OPENINGS = {"door", "window"}
+_NEXT = np.array([1, 2, 3, 0])
 
 
 @dataclass
@@ -80,8 +81,13 @@ class _Element:
     tris: list[tuple[np.ndarray, np.ndarray | None, Color]] = field(default_factory=list)
 
     def points2d(self) -> np.ndarray:
+        cached = self.__dict__.get("_pts")
+        if cached is not None and cached[0] == len(self.lines) + len(self.tris):
+            return cached[1]
         parts = [p[:, :2] for p, _, _ in self.lines] + [p[:, :2] for p, _, _ in self.tris]
-        return np.vstack(parts) if parts else np.zeros((0, 2))
+        pts = np.concatenate(parts) if parts else np.zeros((0, 2))
+        self.__dict__["_pts"] = (len(self.lines) + len(self.tris), pts)
+        return pts
 
 
 class SemanticCollector:
@@ -90,6 +96,7 @@ class SemanticCollector:
     def __init__(self, options: ConvertOptions) -> None:
         self.opt = options
         self.segments: list[tuple[np.ndarray, np.ndarray, str, str, Color]] = []
+        self.rects: list[tuple[np.ndarray, str, str, Color]] = []
         self.polygons: list[tuple[Any, str, str, Color, str]] = []  # poly, handle, layer, color, cat
         self.elements: dict[str, _Element] = {}
         self.layer_color: dict[str, Color] = {}
@@ -118,6 +125,16 @@ class SemanticCollector:
         _, layer, _ = self._split(key)
         if category in _EXTRUDED:
             if closed or (pts.shape[0] >= 4 and np.allclose(pts[0, :2], pts[-1, :2])):
+                q = pts[:4, :2]
+                if category == "wall" and (pts.shape[0] == 4 or (
+                        pts.shape[0] == 5 and np.allclose(pts[0, :2], pts[4, :2]))):
+                    e = q[_NEXT] - q
+                    d = np.einsum("ij,ij->i", e, e[_NEXT])
+                    ln = np.sqrt(np.einsum("ij,ij->i", e, e))
+                    if ln.min() > 0 and np.all(np.abs(d) <= 1e-6 * ln * ln[_NEXT]):
+                        # a rectangle: kept raw, turned into strip walls in bulk later
+                        self.rects.append((q.copy(), handle, layer, color))
+                        return True
                 poly = _polygon(pts[:, :2])
                 if poly is not None:
                     self.polygons.append((poly, handle, layer, color, category))
@@ -170,6 +187,7 @@ class SemanticCollector:
     def emit(self, builder: SceneBuilder, scale: float, warnings: list[str]) -> None:
         """Build walls, openings and columns; add their nodes to ``builder``."""
         unit = 1.0 / scale  # drawing units per metre
+        self._scale = scale
         o = self.opt
         walls = self._walls(unit)
         columns = [w for w in walls if w.style == "column"]
@@ -241,12 +259,14 @@ class SemanticCollector:
         for poly, handle, layer, color, cat in self.polygons:
             style = "column" if cat == "column" else "outline"
             walls.append(_Wall(poly, [handle], layer, color, style))
+        if self.rects:
+            walls.extend(_rect_walls(self.rects, o.max_wall_thickness * unit * 1.5))
         if self.segments:
             walls.extend(_pair_walls(self.segments, o.min_wall_thickness * unit,
                                      o.max_wall_thickness * unit, o.wall_thickness * unit))
         # outlines that are thin rectangles get an axis and strip like line walls
         for w in walls:
-            if w.style == "outline":
+            if w.style == "outline" and not w.is_strip:
                 _fit_strip(w, o.max_wall_thickness * unit * 1.5)
         _strip_footprints(walls)
         return walls
@@ -280,97 +300,146 @@ class SemanticCollector:
         lo = np.array([pts_of[i].min(axis=0) for i in candidates])
         hi = np.array([pts_of[i].max(axis=0) for i in candidates])
         probes = shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
+        pos_of = {i: k for k, i in enumerate(candidates)}
         left, right = tree.query(probes, predicate="dwithin", distance=search)
         dist = shapely.distance(probes[left], footprints[right])
         area = shapely.area(shapely.intersection(probes[left], footprints[right]))
-        host_of: dict[int, int] = {}
-        best: dict[int, tuple[float, float, int]] = {}
-        for k, (pi, wi) in enumerate(zip(left.tolist(), right.tolist())):
-            cand = (round(float(dist[k]), 9), -round(float(area[k]), 9), wi)
-            if pi not in best or cand < best[pi]:
-                best[pi] = cand
-        for pi, cand in best.items():
-            host_of[candidates[pi]] = cand[2]
+        # nearest wall per element: smallest distance, then largest overlap, then index
+        order = np.lexsort((right, -np.round(area, 9), np.round(dist, 9), left))
+        first = order[np.unique(left[order], return_index=True)[1]]
+        host_of: dict[int, int] = {candidates[int(pi)]: int(wi)
+                                   for pi, wi in zip(left[first], right[first])}
+        self._hosts = {i: walls[w] for i, w in host_of.items()}
         height = o.wall_height * unit
+        eps = 0.01 * unit
         unhosted = 0
+        # phase A: each opening's frame on its host wall (cheap per-opening work)
+        ops: list[tuple[int, np.ndarray, float, float, float, float, float, float]] = []
         for i in candidates:
-            key, el, extras, parts = out[i]
             if i not in host_of:
                 unhosted += 1
                 continue
             host = walls[host_of[i]]
             pts = pts_of[i]
-            centre = (pts.min(axis=0) + pts.max(axis=0)) / 2.0
+            centre = (lo[pos_of[i]] + hi[pos_of[i]]) / 2.0
             u, s_lo, s_hi = _local_axis(host, centre, search)
             if u is None:
                 unhosted += 1
                 continue
-            n = np.array([-u[1], u[0]])
             t = pts @ u
             t0, t1 = float(t.min()), float(t.max())
             if t1 - t0 <= 1e-9:
                 unhosted += 1
                 continue
-            if el.category == "door":
+            if merged[i].category == "door":
                 z0, z1 = 0.0, min(o.door_height * unit, height)
             else:
                 z0, z1 = o.window_sill * unit, min(o.window_head * unit, height)
-            eps = 0.01 * unit
-            corners = np.array([u * t0 + n * (s_lo - eps), u * t1 + n * (s_lo - eps),
-                                u * t1 + n * (s_hi + eps), u * t0 + n * (s_hi + eps)])
-            cut = Polygon(corners)
-            covered: list[tuple[float, float]] = []
-            hit_polys = []
-            for wi in sorted(tree.query(cut, predicate="intersects").tolist()):
-                w = walls[wi]
-                if w.is_strip:
-                    wu = np.asarray(w.axis)
-                    if abs(float(wu @ u)) < 0.999:
-                        continue  # walls across the opening (junctions) are not cut
-                    wn = np.array([-wu[1], wu[0]])
-                    ct, cs = corners @ wu, corners @ wn
-                    a, b = float(ct.min()), float(ct.max())
-                    ov_t = min(b, w.trange[1]) - max(a, w.trange[0])
-                    ov_s = min(float(cs.max()), w.strip[1]) - max(float(cs.min()), w.strip[0])
-                    if ov_t <= 1e-9 or ov_s <= 1e-9:
-                        continue
-                    w.strip_cuts.append((a, b, z0, z1))
-                    # the part of the opening this wall covers, in the host's t
-                    ends = np.array([wu * max(a, w.trange[0]), wu * min(b, w.trange[1])]) @ u
-                    covered.append((float(ends.min()), float(ends.max())))
-                else:
-                    inter = w.footprint.intersection(cut)
-                    if inter.is_empty or inter.area <= 0:
-                        continue
-                    w.cutouts.append((cut, z0, z1))
-                    hit_polys.append(w.footprint)
-                w.openings.append(key)
-            # lintel (and sill) where the wall was drawn with a gap
-            if hit_polys:
+            ops.append((i, np.asarray(u, dtype=np.float64), s_lo, s_hi, t0, t1, z0, z1))
+        if ops:
+            self._cut_openings(ops, walls, out, tree, height, eps)
+        if unhosted:
+            warnings.append(f"{unhosted} door/window element(s) not near any wall; "
+                            f"kept without an opening")
+        return out
+
+
+    def _cut_openings(self, ops, walls: list[_Wall], out, tree: Any, height: float,
+                      eps: float) -> None:
+        """Cut all openings into their walls and build lintels, sills and panes in bulk."""
+        import shapely
+        from shapely.geometry import Polygon
+
+        K = len(ops)
+        U = np.array([op[1] for op in ops])
+        N = np.column_stack([-U[:, 1], U[:, 0]])
+        S = np.array([(op[2], op[3]) for op in ops])
+        T = np.array([(op[4], op[5]) for op in ops])
+        Z = np.array([(op[6], op[7]) for op in ops])
+        corners = np.stack([
+            U * T[:, :1] + N * (S[:, :1] - eps), U * T[:, 1:] + N * (S[:, :1] - eps),
+            U * T[:, 1:] + N * (S[:, 1:] + eps), U * T[:, :1] + N * (S[:, 1:] + eps)], axis=1)
+        cuts = shapely.polygons(corners)
+        ci, wi = tree.query(cuts, predicate="intersects")
+        order = np.lexsort((wi, ci))
+        ci, wi = ci[order], wi[order]
+        is_strip = np.array([w.is_strip for w in walls])
+        W_axis = np.array([w.axis if w.is_strip else (1.0, 0.0) for w in walls])
+        W_strip = np.array([w.strip if w.is_strip else (0.0, 0.0) for w in walls])
+        W_trange = np.array([w.trange if w.is_strip else (0.0, 0.0) for w in walls])
+        covered: list[list[tuple[float, float]]] = [[] for _ in range(K)]
+        hit_polys: list[list[Any]] = [[] for _ in range(K)]
+        if ci.size:
+            wu = W_axis[wi]
+            wn = np.column_stack([-wu[:, 1], wu[:, 0]])
+            par = np.abs(np.einsum("ij,ij->i", wu, U[ci])) >= 0.999
+            ct = np.einsum("kcj,kj->kc", corners[ci], wu)
+            cs = np.einsum("kcj,kj->kc", corners[ci], wn)
+            a, b = ct.min(axis=1), ct.max(axis=1)
+            ov_t = np.minimum(b, W_trange[wi, 1]) - np.maximum(a, W_trange[wi, 0])
+            ov_s = np.minimum(cs.max(axis=1), W_strip[wi, 1]) - np.maximum(cs.min(axis=1),
+                                                                           W_strip[wi, 0])
+            strip_hit = is_strip[wi] & par & (ov_t > 1e-9) & (ov_s > 1e-9)
+            lo_end = np.maximum(a, W_trange[wi, 0])
+            hi_end = np.minimum(b, W_trange[wi, 1])
+            # the covered piece of the opening, in the opening's own t
+            e0 = np.einsum("ij,ij->i", wu * lo_end[:, None], U[ci])
+            e1 = np.einsum("ij,ij->i", wu * hi_end[:, None], U[ci])
+            for k in np.flatnonzero(strip_hit).tolist():
+                c, w = int(ci[k]), walls[int(wi[k])]
+                w.strip_cuts.append((float(a[k]), float(b[k]), float(Z[c, 0]), float(Z[c, 1])))
+                w.openings.append(out[ops[c][0]][0])
+                covered[c].append((float(min(e0[k], e1[k])), float(max(e0[k], e1[k]))))
+            for k in np.flatnonzero(~is_strip[wi]).tolist():
+                c, w = int(ci[k]), walls[int(wi[k])]
+                inter = w.footprint.intersection(cuts[c])
+                if inter.is_empty or inter.area <= 0:
+                    continue
+                w.cutouts.append((cuts[c], float(Z[c, 0]), float(Z[c, 1])))
+                w.openings.append(out[ops[c][0]][0])
+                hit_polys[c].append(w.footprint)
+        # lintels and sills where the wall was drawn with a gap: boxes, all at once
+        rows: list[tuple[float, ...]] = []
+        owner: list[int] = []
+        for c, (i, u, s_lo, s_hi, t0, t1, z0, z1) in enumerate(ops):
+            host_color = self._hosts[i].color
+            key, el, extras, parts = out[i]
+            if hit_polys[c]:
+                n = np.array([-u[1], u[0]])
                 strip_poly = Polygon([u * t0 + n * s_lo, u * t1 + n * s_lo,
                                       u * t1 + n * s_hi, u * t0 + n * s_hi])
-                fill = strip_poly.difference(shapely.union_all(hit_polys))
+                fill = strip_poly.difference(shapely.union_all(hit_polys[c]))
                 for za, zb in ((z1, height), (0.0, z0)):
-                    if zb > za and not fill.is_empty and fill.area > 1e-9 * unit * unit:
+                    if zb > za and not fill.is_empty and fill.area > 1e-9 * eps * eps:
                         pos, idx = extrude_bands(fill, za, zb, [])
-                        parts.append((pos, idx, host.color, False))
+                        parts.append((pos, idx, host_color, False))
             else:
-                gaps = subtract_intervals(t0, t1, covered)
-                rows = [(ga, gb, za, zb) for ga, gb in gaps
-                        for za, zb in ((z1, height), (0.0, z0)) if zb > za]
-                if rows:
-                    r = np.asarray(rows)
-                    k = r.shape[0]
-                    pos = boxes_to_triangles(np.tile(u, (k, 1)), r[:, 0], r[:, 1],
-                                             np.full(k, s_lo), np.full(k, s_hi), r[:, 2], r[:, 3])
-                    parts.append((pos, None, host.color, False))
+                for ga, gb in subtract_intervals(t0, t1, covered[c]):
+                    for za, zb in ((z1, height), (0.0, z0)):
+                        if zb > za:
+                            rows.append((u[0], u[1], ga, gb, s_lo, s_hi, za, zb))
+                            owner.append(c)
+        if rows:
+            r = np.asarray(rows, dtype=np.float64)
+            tris = boxes_to_triangles(r[:, :2], r[:, 2], r[:, 3], r[:, 4], r[:, 5], r[:, 6],
+                                      r[:, 7]).reshape(-1, 36, 3)
+            own = np.asarray(owner)
+            splits = np.flatnonzero(np.diff(own)) + 1
+            for chunk, idx in zip(np.split(tris, splits), np.split(own, splits)):
+                c = int(idx[0])
+                out[ops[c][0]][3].append((chunk.reshape(-1, 3), None, self._host_color(ops[c]),
+                                          False))
+        for c, (i, u, s_lo, s_hi, t0, t1, z0, z1) in enumerate(ops):
+            key, el, extras, parts = out[i]
+            n = np.array([-u[1], u[0]])
+            mid = (s_lo + s_hi) / 2.0
             if el.category == "window":
-                mid = (s_lo + s_hi) / 2.0
                 a2, b2 = u * t0 + n * mid, u * t1 + n * mid
                 pane = np.array([[a2[0], a2[1], z0], [b2[0], b2[1], z0], [b2[0], b2[1], z1],
                                  [a2[0], a2[1], z1]], dtype=np.float64)
                 parts.append((pane, np.array([0, 1, 2, 0, 2, 3], dtype=np.int64), _GLASS, True))
-            centre_axis = u * (t0 + t1) / 2.0 + n * (s_lo + s_hi) / 2.0
+            centre_axis = u * (t0 + t1) / 2.0 + n * mid
+            unit = 1.0 / self._scale
             extras.update({
                 "host_wall": True,
                 "width_m": round((t1 - t0) / unit, 4),
@@ -380,11 +449,9 @@ class SemanticCollector:
                              round(float(centre_axis[1]) / unit, 4)],
                 "axis": [round(float(u[0]), 6), round(float(u[1]), 6)],
             })
-        if unhosted:
-            warnings.append(f"{unhosted} door/window element(s) not near any wall; "
-                            f"kept without an opening")
-        return out
 
+    def _host_color(self, op) -> Color:
+        return self._hosts[op[0]].color
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -414,6 +481,37 @@ def _dimensions(w: _Wall) -> tuple[float, float]:
     xy = np.asarray(rect.exterior.coords)[:4] if rect.geom_type == "Polygon" else np.zeros((4, 2))
     e1, e2 = np.linalg.norm(xy[1] - xy[0]), np.linalg.norm(xy[2] - xy[1])
     return max(e1, e2), min(e1, e2)
+
+
+def _rect_walls(rects, max_thickness: float) -> list[_Wall]:
+    """Closed rectangles on wall layers: thin ones become strip walls, all in bulk."""
+    import shapely
+
+    q = np.stack([r[0] for r in rects])                     # (R, 4, 2)
+    e0, e1 = q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]
+    l0, l1 = np.linalg.norm(e0, axis=1), np.linalg.norm(e1, axis=1)
+    long_is_0 = l0 >= l1
+    u = np.where(long_is_0[:, None], e0 / l0[:, None], e1 / l1[:, None])
+    flip = (u[:, 0] < 0) | ((u[:, 0] == 0) & (u[:, 1] < 0))
+    u[flip] *= -1
+    n = np.column_stack([-u[:, 1], u[:, 0]])
+    t = np.einsum("rcj,rj->rc", q, u)
+    sv = np.einsum("rcj,rj->rc", q, n)
+    short, long_ = np.minimum(l0, l1), np.maximum(l0, l1)
+    thin = (short <= max_thickness) & (long_ >= 1.5 * short)
+    walls = []
+    fat = np.flatnonzero(~thin)
+    polys = shapely.polygons(q[fat]) if fat.size else []
+    for k, poly in zip(fat.tolist(), polys):
+        _, handle, layer, color = rects[k]
+        walls.append(_Wall(poly, [handle], layer, color, "outline"))
+    for k in np.flatnonzero(thin).tolist():
+        _, handle, layer, color = rects[k]
+        walls.append(_Wall(None, [handle], layer, color, "outline",
+                           axis=(float(u[k, 0]), float(u[k, 1])),
+                           strip=(float(sv[k].min()), float(sv[k].max())),
+                           trange=(float(t[k].min()), float(t[k].max()))))
+    return walls
 
 
 def _strip_footprints(walls: list[_Wall]) -> None:
@@ -499,7 +597,6 @@ def _local_axis(w: _Wall, centre: np.ndarray, search: float):
 
 def _cluster(els: list[_Element], tol: float) -> list[_Element]:
     """Merge elements of the same category and layer whose bounding boxes touch."""
-    from shapely.geometry import box
     from shapely.strtree import STRtree
 
     out: list[_Element] = []
@@ -510,11 +607,12 @@ def _cluster(els: list[_Element], tol: float) -> list[_Element]:
         if cat not in _OPENINGS or len(group) == 1:
             out.extend(group)
             continue
-        boxes = []
-        for el in group:
-            pts = el.points2d()
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            boxes.append(box(lo[0] - tol, lo[1] - tol, hi[0] + tol, hi[1] + tol))
+        import shapely
+
+        lo = np.array([el.points2d().min(axis=0) for el in group]) - tol
+        hi = np.array([el.points2d().max(axis=0) for el in group]) + tol
+        boxes = shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
+        single = np.array([len(el.lines) + len(el.tris) == 1 for el in group])
         parent = list(range(len(group)))
 
         def find(i: int) -> int:
@@ -525,10 +623,10 @@ def _cluster(els: list[_Element], tol: float) -> list[_Element]:
 
         tree = STRtree(boxes)
         left, right = tree.query(boxes, predicate="intersects")
-        for a, b in zip(left.tolist(), right.tolist()):
-            # INSERTs (multi-entity symbols) stay separate from each other
-            if a != b and (len(group[a].lines) + len(group[a].tris) == 1
-                           or len(group[b].lines) + len(group[b].tris) == 1):
+        # INSERTs (multi-entity symbols) stay separate from each other; loose pieces join
+        keep = (left != right) & (single[left] | single[right])
+        for a, b in zip(left[keep].tolist(), right[keep].tolist()):
+            if True:
                 ra, rb = find(a), find(b)
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)
