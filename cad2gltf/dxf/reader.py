@@ -64,6 +64,11 @@ class _Compiled:
 
     ops: list[tuple[str, str, Color, int, int, Any]]
     pts: np.ndarray
+    # fast path: all linework pre-split into segments, grouped by (layer, colour)
+    segs: np.ndarray | None = None
+    seg_groups: list[tuple[str, Color, int, int]] | None = None
+    others: list[tuple[str, str, Color, int, int, Any]] | None = None
+    concrete_semantic: bool = False
 
 
 @dataclass(frozen=True)
@@ -842,15 +847,72 @@ class _Walker:
             ops.append((kind, layer, color, cursor, cursor + n, payload))
             chunks.append(pts)
             cursor += n
-        compiled = _Compiled(ops, np.vstack(chunks) if chunks else np.zeros((0, 3)))
+        compiled = _Compiled(ops, np.concatenate(chunks) if chunks else np.zeros((0, 3)))
+        self._prepare_segments(compiled)
         self._compiled[key] = compiled
         return compiled
+
+    def _prepare_segments(self, compiled: _Compiled) -> None:
+        """Group a block's polylines into segment arrays per (layer, colour) once, so that
+        placing the block adds a handful of arrays instead of one per entity."""
+        groups: dict[tuple[str, Color], list[np.ndarray]] = {}
+        others = []
+        for op in compiled.ops:
+            kind, layer, color, a, b, payload = op
+            if layer != _INHERIT and self._layer(layer)[2] is not None:
+                compiled.concrete_semantic = True
+            if kind == "poly":
+                pts = compiled.pts[a:b]
+                if payload and not np.array_equal(pts[0], pts[-1]):
+                    pts = np.concatenate([pts, pts[:1]])
+                if pts.shape[0] >= 2:
+                    seg = np.empty((2 * (pts.shape[0] - 1), 3))
+                    seg[0::2], seg[1::2] = pts[:-1], pts[1:]
+                    groups.setdefault((layer, color), []).append(seg)
+            else:
+                others.append(op)
+        if not groups:
+            compiled.segs, compiled.seg_groups, compiled.others = np.zeros((0, 3)), [], others
+            return
+        chunks, seg_groups, cursor = [], [], 0
+        for (layer, color), parts in groups.items():
+            arr = np.concatenate(parts)
+            seg_groups.append((layer, color, cursor, cursor + arr.shape[0]))
+            chunks.append(arr)
+            cursor += arr.shape[0]
+        compiled.segs = np.concatenate(chunks)
+        compiled.seg_groups = seg_groups
+        compiled.others = others
+
+    def _resolve(self, op_layer: str, op_color: Color, layer: str,
+                 color: Color) -> tuple[str, Color]:
+        lay = layer if op_layer == _INHERIT else op_layer
+        if op_color == _BYBLOCK_C:
+            return lay, color
+        if op_color == _BYLAYER_C:
+            return lay, (_BYLAYER_C if lay == _INHERIT else self._layer(lay)[0])
+        return lay, op_color
 
     def _instantiate(self, compiled: _Compiled, m: np.ndarray, ctx: _Ctx, layer: str,
                      color: Color) -> None:
         """Place a compiled block: one matrix product, then resolve inherited properties."""
+        ops = compiled.ops
+        if (self._rec is None and not compiled.concrete_semantic and compiled.segs is not None
+                and (layer == _INHERIT or self._layer(layer)[2] is None)):
+            # plain linework block: pre-split segments, one array per (layer, colour)
+            segs = _xf(compiled.segs, m)
+            self._budget(segs.shape[0])
+            for op_layer, op_color, a, b in compiled.seg_groups:
+                lay, col = self._resolve(op_layer, op_color, layer, color)
+                if lay != _INHERIT and not self._layer(lay)[1]:
+                    continue
+                key, _ = self._sink(lay, ctx)
+                self.builder.add_segments(key, col, segs[a:b])
+            ops = compiled.others
+            if not ops:
+                return
         pts = _xf(compiled.pts, m)
-        for kind, op_layer, op_color, a, b, payload in compiled.ops:
+        for kind, op_layer, op_color, a, b, payload in ops:
             lay = layer if op_layer == _INHERIT else op_layer
             if op_color == _BYBLOCK_C:
                 col = color

@@ -546,6 +546,7 @@ def write_floorplan(plan: FloorPlan, path: str | PathLike[str]) -> Path:
     """
     out = Path(path)
     with _fixed_metadata():
+        _sort_classes(plan.doc)
         plan.doc.saveas(out)
     return out
 
@@ -554,8 +555,22 @@ def encode_floorplan(plan: FloorPlan) -> bytes:
     """Return the DXF file content :func:`write_floorplan` would write, as bytes."""
     stream = io.StringIO()
     with _fixed_metadata():
+        _sort_classes(plan.doc)
         plan.doc.write(stream)
     return plan.doc.encode(stream.getvalue())
+
+
+def _sort_classes(doc: Drawing) -> None:
+    """Put the CLASSES section in a fixed order.
+
+    ezdxf adds a class per entity type in use, iterating a ``set`` of type names, so
+    the order depends on the process's string hashing and history (seen: samples
+    differed after other tests had run). Adding them first and sorting makes the
+    section, and so the file, reproducible; ezdxf's own pass at write time then finds
+    every class present and keeps the order.
+    """
+    doc.classes.add_required_classes(doc.dxfversion)
+    doc.classes.classes = type(doc.classes.classes)(sorted(doc.classes.classes.items()))
 
 
 # --------------------------------------------------------------------------- planning
