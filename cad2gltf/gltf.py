@@ -100,7 +100,7 @@ class _Writer:
         self._lines: list[tuple[dict[str, Any], int, np.ndarray]] = []
         self._points: list[tuple[dict[str, Any], int, np.ndarray]] = []
 
-    def _view(self, data: bytes) -> int:
+    def _view(self, data: bytes | memoryview) -> int:
         """A vertex buffer view of tightly packed VEC3 floats (stride 12: shared by
         several accessors, which the spec only allows with an explicit stride)."""
         pad = (-len(self.blob)) % 4
@@ -209,15 +209,16 @@ class _Writer:
             prims.setdefault(id(entry), []).append((rank, prim))
 
         entries = {id(e): e for e in self.nodes}
-        # triangles: flat normals, degenerate ones dropped; done in bounded chunks so the
-        # working memory does not grow with the drawing (only the output does)
+        # triangles: flat normals, degenerate ones dropped; done in bounded chunks written
+        # straight into the buffer, positions and normals interleaved in one view (stride
+        # 24), so working memory stays bounded and the output is not copied again
         if self._tris:
-            pos_parts: list[bytes] = []
-            nrm_parts: list[bytes] = []
             counts = np.zeros(len(self._tris), dtype=np.int64)
             mins = np.zeros((len(self._tris), 3))
             maxs = np.zeros((len(self._tris), 3))
-            for lo, hi in _chunks([t.shape[0] for _, _, t in self._tris], 1_500_000):
+            self.blob.extend(b"\x00" * ((-len(self.blob)) % 4))
+            view_start = len(self.blob)
+            for lo, hi in _chunks([t.shape[0] for _, _, t in self._tris], 1_000_000):
                 group = [t for _, _, t in self._tris[lo:hi]]
                 sizes = np.array([t.shape[0] // 3 for t in group], dtype=np.int64)
                 tri32 = self._yup32(np.concatenate(group) if len(group) > 1 else group[0])
@@ -233,41 +234,42 @@ class _Writer:
                 keep = (length > 1e-12 * scale * scale) & np.isfinite(length)
                 owner = np.repeat(np.arange(hi - lo), sizes)
                 kept = np.bincount(owner[keep], minlength=hi - lo) * 3
-                pos = tri32.reshape(-1, 3, 3)[keep].reshape(-1, 3)
-                nrm32 = np.repeat((nrm[keep] / length[keep][:, None]).astype("<f4"), 3, axis=0)
+                inter = np.empty((int(kept.sum()), 6), dtype="<f4")
+                inter[:, :3] = tri32.reshape(-1, 3, 3)[keep].reshape(-1, 3)
+                inter[:, 3:] = np.repeat((nrm[keep] / length[keep][:, None]), 3, axis=0)
                 counts[lo:hi] = kept
                 starts = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
                 live = kept > 0
                 if live.any():
                     idx = np.arange(lo, hi)[live]
-                    mins[idx] = np.minimum.reduceat(pos, starts[live], axis=0)
-                    maxs[idx] = np.maximum.reduceat(pos, starts[live], axis=0)
-                pos_parts.append(pos.tobytes())
-                nrm_parts.append(nrm32.tobytes())
-                del tri32, pos, nrm32, nrm
+                    mins[idx] = np.minimum.reduceat(inter[:, :3], starts[live], axis=0)
+                    maxs[idx] = np.maximum.reduceat(inter[:, :3], starts[live], axis=0)
+                self.blob.extend(memoryview(inter).cast("B"))
+                del tri32, inter, nrm
             live = counts > 0
             if live.any():
+                self.buffer_views.append({"buffer": 0, "byteOffset": view_start,
+                                          "byteLength": len(self.blob) - view_start,
+                                          "byteStride": 24, "target": _ARRAY_BUFFER})
+                view = len(self.buffer_views) - 1
                 starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-                pv = self._view(b"".join(pos_parts))
-                del pos_parts
-                nv = self._view(b"".join(nrm_parts))
-                del nrm_parts
                 mins_l, maxs_l = mins.tolist(), maxs.tolist()
                 starts_l, counts_l = starts.tolist(), counts.tolist()
                 for i, (entry, mat, _) in enumerate(self._tris):
                     if live[i]:
                         self.accessors.append({
-                            "bufferView": pv, "byteOffset": starts_l[i] * 12,
+                            "bufferView": view, "byteOffset": starts_l[i] * 24,
                             "componentType": _FLOAT, "count": counts_l[i], "type": "VEC3",
                             "min": mins_l[i], "max": maxs_l[i]})
                         self.accessors.append({
-                            "bufferView": nv, "byteOffset": starts_l[i] * 12,
+                            "bufferView": view, "byteOffset": starts_l[i] * 24 + 12,
                             "componentType": _FLOAT, "count": counts_l[i], "type": "VEC3"})
                         n_acc = len(self.accessors)
                         attach(entry, {"attributes": {"POSITION": n_acc - 2, "NORMAL": n_acc - 1},
                                        "mode": 4, "material": mat}, order)
                     order += 1
             else:
+                del self.blob[view_start:]
                 order += len(self._tris)
             self._tris = []
         for items, mode in ((self._lines, 1), (self._points, 0)):
@@ -287,7 +289,7 @@ class _Writer:
             if not live.any():
                 order += len(items)
                 continue
-            view = self._view(pts32.tobytes())
+            view = self._view(memoryview(pts32).cast("B"))
             acc = self._accessors(view, pts32, starts[live], counts[live], True) if live.any() else []
             k = 0
             for i, (entry, mat, _) in enumerate(items):

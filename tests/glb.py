@@ -24,7 +24,16 @@ def accessor(doc: dict[str, Any], blob: bytes, index: int) -> np.ndarray:
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
     n = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc["type"]]
     dtype = {5126: "<f4", 5125: "<u4", 5123: "<u2"}[acc["componentType"]]
-    arr = np.frombuffer(blob, dtype=dtype, count=acc["count"] * n, offset=start)
+    item = np.dtype(dtype).itemsize * n
+    stride = view.get("byteStride", item)
+    if stride == item:
+        arr = np.frombuffer(blob, dtype=dtype, count=acc["count"] * n, offset=start)
+    else:  # interleaved: take every stride-th record
+        raw = np.frombuffer(blob, dtype=np.uint8, count=stride * (acc["count"] - 1) + item,
+                            offset=start)
+        rows = np.lib.stride_tricks.as_strided(raw, shape=(acc["count"], item),
+                                               strides=(stride, 1))
+        arr = np.ascontiguousarray(rows).view(dtype).reshape(-1)
     return arr.reshape(acc["count"], n) if n > 1 else arr
 
 
