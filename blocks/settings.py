@@ -1,0 +1,89 @@
+"""Non-secret knobs of the pipeline, from environment variables (``CAD2GLTF_*``).
+
+Secrets (database passwords, object-store keys, broker credentials) never live here:
+they live in blocks (:mod:`blocks.storage`, :mod:`blocks.jobstore`) as ``SecretStr``.
+The embedded defaults run everything on one machine: local files under
+``CAD2GLTF_HOME`` and a SQLite job ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PipelineSettings", "get_settings"]
+
+
+def _home() -> Path:
+    return Path.home() / ".cad2gltf"
+
+
+class PipelineSettings(BaseSettings):
+    """Pipeline configuration. Every field can be set as ``CAD2GLTF_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CAD2GLTF_", extra="ignore")
+
+    home: Path = Field(default_factory=_home,
+                       description="Folder for the embedded defaults (store, ledger, temp).")
+    storage_url: str | None = Field(
+        None, description="Where results go: file:///path or s3://bucket/prefix. "
+                          "Default: file://<home>/store.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, moto ...); None for AWS itself.")
+    s3_region: str | None = Field(None, description="S3 region name.")
+    storage_block: str = Field("cad2gltf-storage",
+                               description="Name of the ObjectStorage block, used when it exists.")
+    ledger_block: str = Field("cad2gltf-ledger",
+                              description="Name of the JobStore block, used when it exists.")
+    work_dir: Path | None = Field(None, description="Local scratch space for conversions.")
+
+    # retries: defaults from the original design (3 retries, 60 s doubling, cap 600 s)
+    task_retries: int = Field(3, ge=0, le=20, description="Retries of transient failures.")
+    retry_backoff_seconds: float = Field(60.0, ge=0.0, le=3600.0,
+                                         description="First retry delay; doubles per retry.")
+    retry_backoff_max_seconds: float = Field(600.0, ge=0.0, le=86400.0,
+                                             description="Upper bound of one retry delay.")
+    retry_jitter_factor: float = Field(0.2, ge=0.0, le=1.0,
+                                       description="Random extra delay, as a fraction.")
+
+    # conversion limits and defaults
+    dxf_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="DXF size limit.")
+    pdf_max_bytes: int = Field(500 * 1024 * 1024, gt=0, description="PDF size limit.")
+    conversion_timeout_seconds: float = Field(600.0, gt=0, description="Per-file time limit.")
+    wall_height: float = Field(2.7, gt=0, le=100, description="Default wall height (m).")
+    wall_thickness: float = Field(0.15, gt=0, le=5, description="Default wall thickness (m).")
+
+    # retention (used by the cleanup flow)
+    result_retention_days: int = Field(30, ge=1, description="Results and previews kept.")
+    ledger_retention_days: int = Field(90, ge=1, description="Finished ledger rows kept.")
+
+    # callbacks
+    callback_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1"],
+        description="Hosts a callback URL may point at.")
+    callback_timeout_seconds: float = Field(5.0, gt=0, le=120)
+
+    # routing
+    pdf_on_cpu: bool = Field(True, description="Run PDF work on cad-cpu (no GPU pool served).")
+
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.home / "store").resolve().as_uri()
+
+    def resolved_ledger_dsn(self) -> str:
+        return f"sqlite:///{(self.home / 'jobs.sqlite3').resolve()}"
+
+    def resolved_work_dir(self) -> Path:
+        return (self.work_dir or self.home / "work").resolve()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> PipelineSettings:
+    """The process's settings (read once; tests clear the cache with ``cache_clear``)."""
+    return PipelineSettings()

@@ -1,0 +1,1 @@
+"""Prefect flows: compose tasks and decide routing; no domain logic here."""

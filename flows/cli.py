@@ -1,0 +1,201 @@
+"""The ``cad2gltf`` command of the pipeline: the core CLI, with conversions run as
+Prefect flow runs and the job ledger at hand.
+
+* ``cad2gltf convert INPUT... --out DIR [--json]``: each input becomes a
+  ``convert-file`` flow run (Prefect's local API by default, the server named by
+  ``PREFECT_API_URL`` when set); the GLB and preview are copied from the result store
+  into ``DIR``. JSON lines carry ``job_id`` and ``flow_run_id`` besides the core fields.
+  ``--direct`` skips Prefect and runs the pure converter (``python -m cad2gltf``).
+* ``cad2gltf jobs [--limit N] [--status S] [--json]``: recent jobs from the ledger.
+
+Exit codes as the core CLI: 0 all converted, 1 a classified failure, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from cad2gltf import cli as core_cli
+from cad2gltf.errors import ConversionError, InvalidInputError, classify
+from cad2gltf.validate import validate_filename
+
+__all__ = ["main"]
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_EXTRA_LEVEL", "WARNING")
+
+
+async def _convert_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from flows.convert import convert_file
+    from tasks.runtime import get_store
+
+    out_dir = Path(args.out)
+    failed = 0
+    taken: set[str] = set()
+    for src in args.inputs:
+        started = time.perf_counter()
+        rec: dict[str, Any] = {"input": src, "status": "error", "output": None, "preview": None,
+                               "error_code": None, "message": None, "seconds": 0.0,
+                               "warnings": [], "job_id": None, "flow_run_id": None}
+        try:
+            path = Path(src)
+            validate_filename(path.name)
+            stem = path.stem
+            if stem in taken:
+                raise InvalidInputError(f"another input already writes {stem}.glb in this run",
+                                        subcode="DUPLICATE_OUTPUT")
+            uri = path.resolve().as_uri()
+            result = await convert_file(uri, options=options or None)
+            rec.update(job_id=result["job_id"], flow_run_id=result["flow_run_id"])
+            if result["status"] != "SUCCESS":
+                raise InvalidInputError(f"job {result['job_id']} is already being converted "
+                                        f"by another run", subcode="DUPLICATE_REQUEST")
+            store = get_store()
+            glb_path = store.download(result["result_uri"], out_dir / f"{stem}.glb")
+            rec.update(status="success", output=str(glb_path))
+            if result.get("preview_uri"):
+                rec["preview"] = str(store.download(result["preview_uri"],
+                                                    out_dir / f"{stem}.png"))
+            summary = result.get("summary") or {}
+            rec.update(warnings=summary.get("warnings", []), units=summary.get("units"),
+                       nodes_by_category=summary.get("nodes_by_category"),
+                       reused=result.get("reused", False))
+            taken.add(stem)
+        except ConversionError as exc:
+            rec.update(error_code=exc.code, error_subcode=exc.subcode, message=exc.message,
+                       job_id=rec["job_id"] or exc.details.get("job_id"),
+                       flow_run_id=rec["flow_run_id"] or exc.details.get("flow_run_id"))
+        except Exception as exc:  # noqa: BLE001 - classified, never a traceback
+            if os.environ.get("CAD2GLTF_DEBUG"):
+                traceback.print_exc()
+            err = classify(exc)
+            rec.update(error_code=err.code, error_subcode=err.subcode, message=err.message)
+        rec["seconds"] = round(time.perf_counter() - started, 4)
+        if rec["status"] != "success":
+            failed += 1
+        _print_record(rec, args.json)
+    if not args.json:
+        total = len(args.inputs)
+        print(f"{total - failed} of {total} converted", file=sys.stderr if failed else sys.stdout)
+    return core_cli.EXIT_FAILED if failed else core_cli.EXIT_OK
+
+
+def _print_record(rec: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rec, ensure_ascii=False), flush=True)
+    elif rec["status"] == "success":
+        warn = f", {len(rec['warnings'])} warning(s)" if rec["warnings"] else ""
+        print(f"ok    {rec['input']} -> {rec['output']} ({rec['seconds']:.2f} s{warn}, "
+              f"job {rec['job_id']})", flush=True)
+    else:
+        code = rec["error_code"] + (f"/{rec['error_subcode']}" if rec.get("error_subcode")
+                                    else "")
+        print(f"FAIL  {rec['input']}: [{code}] {rec['message']}", file=sys.stderr, flush=True)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.direct:
+        return core_cli._cmd_convert(args)
+    from cad2gltf.options import ConvertOptions
+
+    try:
+        raw = core_cli._load_options(args.options)
+        if args.units:
+            raw["units"] = args.units
+        if args.no_semantics:
+            raw["semantics"] = False
+        ConvertOptions.from_dict(raw)
+    except (ValueError, OSError, InvalidInputError) as exc:
+        print(f"cad2gltf: error: bad --options: {exc}", file=sys.stderr)
+        return core_cli.EXIT_USAGE
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"cad2gltf: error: cannot create {args.out}: {exc.strerror}", file=sys.stderr)
+        return core_cli.EXIT_USAGE
+    _quiet_prefect(args.verbose)
+    return asyncio.run(_convert_all(args, raw))
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from tasks.ledger import JobStatus
+    from tasks.runtime import get_ledger
+
+    status = JobStatus(args.status.upper()) if args.status else None
+    jobs = get_ledger().list_recent(limit=args.limit, status=status)
+    if args.json:
+        for job in jobs:
+            print(json.dumps(_job_dict(job), default=str))
+        return 0
+    if not jobs:
+        print("no jobs yet")
+        return 0
+    print(f"{'job':36}  {'status':12} {'type':4} {'seconds':>8}  {'error':28} source")
+    for job in jobs:
+        d = _job_dict(job)
+        secs = f"{d['seconds']:.2f}" if d["seconds"] is not None else "-"
+        print(f"{job.job_id:36}  {job.status.value:12} {job.file_type or '-':4} {secs:>8}  "
+              f"{(job.error_code or '-')[:28]:28} {job.source_uri}")
+    return 0
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    seconds = None
+    if job.started_at and job.finished_at:
+        seconds = (job.finished_at - job.started_at).total_seconds()
+    return {"job_id": job.job_id, "status": job.status.value, "file_type": job.file_type,
+            "seconds": seconds, "attempts": job.attempts, "error_code": job.error_code,
+            "error_message": job.error_message, "source_uri": job.source_uri,
+            "result_uri": job.result_uri, "flow_run_id": job.flow_run_id,
+            "updated_at": job.updated_at}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = core_cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    conv = sub.choices["convert"]
+    conv.add_argument("--direct", action="store_true",
+                      help="run the converter in this process, without Prefect")
+    conv.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs")
+    conv.set_defaults(func=_cmd_convert)
+    jobs = sub.add_parser("jobs", help="list recent jobs from the ledger")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--status", choices=["pending", "running", "success", "retry",
+                                           "failure", "dlq", "reprocessing"])
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(func=_cmd_jobs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("cad2gltf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no tracebacks for users
+        if os.environ.get("CAD2GLTF_DEBUG"):
+            traceback.print_exc()
+        err = classify(exc)
+        print(f"cad2gltf: error: [{err.full_code}] {err.message}", file=sys.stderr)
+        return core_cli.EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Conversion flows: ``convert_file`` (entry point, routing, job lifecycle) and
+``convert_dxf`` (the DXF work, on the ``cad-cpu`` pool).
+
+Flows are ``async`` on purpose: Prefect 3.8's synchronous flow engine joins its
+heartbeat thread at the end of every run, which sleeps in one-second steps (measured
+here: an empty sync flow 1.07 s, the same async flow 0.15 s). The tasks stay
+synchronous and are called directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run as runtime_flow_run
+
+from cad2gltf.errors import ConversionError, InvalidInputError, classify
+from cad2gltf.options import ConvertOptions
+from tasks.convert import (
+    check_callback_url,
+    convert_drawing,
+    download_source,
+    error_fields,
+    idempotency_key,
+    notify_callback,
+    options_hash,
+    record_job_state,
+    validate_source,
+)
+
+__all__ = ["convert_dxf", "convert_file"]
+
+
+def _owner() -> str:
+    run_id = runtime_flow_run.id
+    return str(run_id) if run_id else f"local-{uuid.uuid4()}"
+
+
+@flow(name="convert-dxf", flow_run_name="convert-dxf {name}", retries=0)
+async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
+                      options: dict[str, Any] | None = None, job_id: str | None = None,
+                      owner: str | None = None) -> dict[str, Any]:
+    """Convert a downloaded DXF and store the GLB and its preview.
+
+    Runs on the ``cad-cpu`` pool (inline under ``convert_file`` there). Returns the
+    result manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, ``summary``.
+    """
+    from tasks.runtime import get_store, retry_options
+
+    run = convert_drawing.with_options(**retry_options())
+    result = run(local_path, sha256, name, options, job_id=job_id, owner=owner)
+    if not get_store().exists(result["manifest_uri"]):
+        # a cached record whose files are gone (cleaned up, or another store): redo it
+        get_run_logger().warning("cached result %s is missing; converting again",
+                                 result["manifest_uri"])
+        result = run.with_options(refresh_cache=True)(
+            local_path, sha256, name, options, job_id=job_id, owner=owner)
+    return result
+
+
+ROUTES = {"dxf": convert_dxf}
+
+
+def _job_for(ledger: Any, job_id: str | None, key: str, source_uri: str,
+             options: dict[str, Any] | None, callback_url: str | None,
+             file_type: str | None) -> Any:
+    if job_id:
+        existing = ledger.get(job_id)
+        if existing is not None:
+            return existing
+    job, _ = ledger.create_or_get(key, source_uri, job_id=job_id, file_type=file_type,
+                                  options=options, callback_url=callback_url)
+    return job
+
+
+async def _claim(ledger: Any, job: Any, owner: str, fields: dict[str, Any]) -> bool:
+    """Take the job for this run. A run that crashed may be taken over; a live one not."""
+    from tasks.ledger import JobStatus, TransitionRefused
+
+    try:
+        record_job_state(job.job_id, "RUNNING", owner, fields)
+        return True
+    except TransitionRefused:
+        pass
+    current = ledger.get(job.job_id)
+    if current is None or current.status != JobStatus.RUNNING or not current.flow_run_id:
+        return False
+    if not await _run_is_dead(current.flow_run_id):
+        return False
+    get_run_logger().warning("job %s was held by run %s, which ended without finishing; "
+                             "taking it over", job.job_id, current.flow_run_id)
+    try:
+        ledger.transition(job.job_id, JobStatus.RETRY, owner=current.flow_run_id,
+                          stage="taken over", error_code="TIMEOUT_ERROR/OWNER_DIED",
+                          error_message=f"run {current.flow_run_id} ended while RUNNING")
+        record_job_state(job.job_id, "RUNNING", owner, fields)
+        return True
+    except TransitionRefused:
+        return False
+
+
+async def _run_is_dead(flow_run_id: str) -> bool:
+    """True when the run that holds a job is over (crashed, failed, cancelled) or unknown."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        run_uuid = uuid.UUID(flow_run_id)
+    except ValueError:
+        return False  # a local, non-Prefect owner: cannot tell, so do not take over
+    try:
+        async with get_client() as client:
+            run = await client.read_flow_run(run_uuid)
+    except Exception:  # noqa: BLE001 - not found on this server: the owner is gone
+        return True
+    return bool(run.state and run.state.is_final())
+
+
+@flow(name="convert-file", flow_run_name="convert {source_uri}", retries=0)
+async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
+                       job_id: str | None = None, callback_url: str | None = None,
+                       file_type: str | None = None) -> dict[str, Any]:
+    """Convert one drawing: validate, record the job, route by real type, store, call back.
+
+    Args:
+        source_uri: ``s3://bucket/key``, ``file:///path`` or an absolute local path.
+        options: conversion options (see ``cad2gltf.options.ConvertOptions``).
+        job_id: the ledger job to update (created when absent or unknown).
+        callback_url: POSTed the outcome when the job succeeds or fails for good.
+        file_type: the type the requester claims; refused when the content disagrees.
+
+    Returns:
+        ``{"job_id", "flow_run_id", "status", "result_uri", "preview_uri", "summary"}``.
+
+    Raises:
+        ConversionError: the conversion failed for good (the job is FAILURE).
+    """
+    from tasks.artifacts import publish_artifacts
+    from tasks.ledger import JobStatus
+    from tasks.runtime import get_ledger, retry_options
+
+    logger = get_run_logger()
+    owner = _owner()
+    ro = retry_options()
+    ledger = get_ledger()
+    job = None
+    try:
+        ConvertOptions.from_dict(options)  # refuse bad requests before touching anything
+        if callback_url:
+            check_callback_url(callback_url)
+        src = validate_source.with_options(**ro)(source_uri, file_type)
+        route = ROUTES.get(src["file_type"])
+        if route is None:
+            raise InvalidInputError(f"{src['file_type'].upper()} drawings are recognised but "
+                                    f"not converted by this version", subcode="UNSUPPORTED_TYPE")
+        dl = download_source.with_options(**ro)(source_uri, src["size"])
+        key = idempotency_key(source_uri, dl["sha256"], options)
+        job = _job_for(ledger, job_id, key, source_uri, options, callback_url, src["file_type"])
+        if job.status == JobStatus.SUCCESS:
+            logger.info("job %s already succeeded; returning its result", job.job_id)
+            return {"job_id": job.job_id, "flow_run_id": owner, "status": "SUCCESS",
+                    "result_uri": job.result_uri, "preview_uri": job.preview_uri,
+                    "summary": None, "reused": True}
+        claimed = await _claim(ledger, job, owner, {
+            "stage": "validated", "progress": 10.0, "file_type": src["file_type"],
+            "source_sha256": dl["sha256"]})
+        if not claimed:
+            current = ledger.get(job.job_id)
+            logger.warning("job %s is handled by run %s; this run does nothing", job.job_id,
+                           current.flow_run_id if current else "?")
+            return {"job_id": job.job_id, "flow_run_id": owner, "status": "DUPLICATE",
+                    "result_uri": None, "preview_uri": None, "summary": None, "reused": False}
+        result = await route(source_uri, dl["local_path"], dl["sha256"], src["name"], options,
+                             job_id=job.job_id, owner=owner)
+        record_job_state.with_options(**ro)(job.job_id, "SUCCESS", owner, {
+            "stage": "done", "progress": 100.0, "result_uri": result["result_uri"],
+            "preview_uri": result.get("preview_uri")})
+        outcome = {"job_id": job.job_id, "flow_run_id": owner, "status": "SUCCESS",
+                   "result_uri": result["result_uri"], "preview_uri": result.get("preview_uri"),
+                   "summary": result.get("summary"), "reused": result.get("reused", False)}
+        await publish_artifacts(job.job_id, source_uri, src, dl["sha256"], options_hash(options),
+                          result)
+    except BaseException as exc:
+        err = classify(exc) if isinstance(exc, Exception) else None
+        if err is None:
+            raise
+        job = _record_failure(ledger, job, key_hint=(source_uri, options, callback_url),
+                              owner=owner, exc=err)
+        err.details.update({"job_id": job.job_id if job else None, "flow_run_id": owner})
+        if callback_url and err.subcode != "CALLBACK_NOT_ALLOWED":
+            _callback_quietly(callback_url, {
+                "job_id": job.job_id if job else None, "status": "FAILURE",
+                "source_uri": source_uri, **err.to_dict()})
+        logger.error("conversion of %s failed: [%s] %s", source_uri, err.full_code, err.message)
+        raise err from None
+    if callback_url:
+        _callback_quietly(callback_url, {k: v for k, v in outcome.items() if k != "summary"})
+    return outcome
+
+
+def _record_failure(ledger: Any, job: Any, *, key_hint: tuple[str, Any, Any], owner: str,
+                    exc: ConversionError) -> Any:
+    """Mark the job FAILURE (creating a row for a request that never got one)."""
+    from tasks.ledger import JobStatus, TransitionRefused
+
+    try:
+        if job is None:
+            source_uri, options, callback_url = key_hint
+            try:
+                version = f"unread-{options_hash(options)}"
+            except ConversionError:
+                version, options = "bad-options", None
+            job, _ = ledger.create_or_get(idempotency_key(source_uri, version, options),
+                                          source_uri, options=options,
+                                          callback_url=callback_url)
+        current = ledger.get(job.job_id)
+        if current is not None and current.status in (JobStatus.PENDING, JobStatus.RUNNING,
+                                                      JobStatus.RETRY,
+                                                      JobStatus.REPROCESSING):
+            job = ledger.transition(job.job_id, JobStatus.FAILURE,
+                                    owner=owner if current.status == JobStatus.RUNNING else None,
+                                    stage="failed", **error_fields(exc))
+    except TransitionRefused:
+        pass
+    except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
+        get_run_logger().error("could not record the failure in the ledger: %s", ledger_exc)
+    return job
+
+
+def _callback_quietly(url: str, payload: dict[str, Any]) -> None:
+    from tasks.runtime import retry_options
+
+    try:
+        notify_callback.with_options(**retry_options())(url, payload)
+    except Exception as exc:  # noqa: BLE001 - a failed callback does not undo a conversion
+        get_run_logger().warning("callback to %s failed: %s", url, exc)

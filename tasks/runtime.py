@@ -1,0 +1,105 @@
+"""Resolve the pipeline's connections once per process: object store, job ledger.
+
+Blocks win when they exist on the Prefect server (``ObjectStorage`` named
+``settings.storage_block``, ``JobStore`` named ``settings.ledger_block``); otherwise the
+embedded defaults from :mod:`blocks.settings` apply (local files, SQLite).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from blocks.settings import PipelineSettings, get_settings
+from tasks.ledger import JobLedger, open_ledger
+from tasks.storage import ObjectStore
+
+__all__ = ["get_ledger", "get_store", "reset_runtime", "retry_options"]
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
+def _load_block(block_cls: Any, name: str) -> Any | None:
+    """Load a saved block if there is one (and an API to ask); None otherwise."""
+    try:
+        return block_cls.load(name)
+    except ValueError:  # no such block document
+        return None
+    except Exception as exc:  # noqa: BLE001 - no API reachable: embedded defaults
+        log.debug("block %s not loaded: %s", name, exc)
+        return None
+
+
+def get_store(settings: PipelineSettings | None = None) -> ObjectStore:
+    """The object store for results (cached per process)."""
+    settings = settings or get_settings()
+    key = "store:" + settings.fingerprint()
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    from blocks.storage import ObjectStorage
+
+    block = _load_block(ObjectStorage, settings.storage_block) if settings.storage_url is None \
+        else None
+    if block is None:
+        block = ObjectStorage.from_settings(settings)
+    store = ObjectStore(**block.store_kwargs())
+    with _lock:
+        _cache[key] = store
+    return store
+
+
+def get_ledger(settings: PipelineSettings | None = None) -> JobLedger:
+    """The job ledger (migrated on first use, cached per process)."""
+    settings = settings or get_settings()
+    key = "ledger:" + settings.fingerprint()
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    import os
+
+    from blocks.jobstore import JobStore
+
+    # an explicit DSN in the environment (development, tests) wins over the block
+    dsn = os.environ.get("CAD2GLTF_LEDGER_DSN")
+    if not dsn:
+        block = _load_block(JobStore, settings.ledger_block)
+        dsn = block.dsn.get_secret_value() if block is not None \
+            else settings.resolved_ledger_dsn()
+    ledger = open_ledger(dsn)
+    ledger.migrate()
+    with _lock:
+        _cache[key] = ledger
+    return ledger
+
+
+def reset_runtime() -> None:
+    """Forget cached connections (tests switch settings between cases)."""
+    with _lock:
+        for value in _cache.values():
+            close = getattr(value, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+        _cache.clear()
+    get_settings.cache_clear()
+
+
+def retry_options(settings: PipelineSettings | None = None) -> dict[str, Any]:
+    """Task options for retrying transient errors with exponential backoff and jitter."""
+    from tasks.retry import retry_if_transient
+
+    settings = settings or get_settings()
+    delays = [min(settings.retry_backoff_seconds * 2 ** i, settings.retry_backoff_max_seconds)
+              for i in range(settings.task_retries)]
+    return {
+        "retries": settings.task_retries,
+        "retry_delay_seconds": delays or 0,
+        "retry_jitter_factor": settings.retry_jitter_factor if delays else None,
+        "retry_condition_fn": retry_if_transient,
+    }
