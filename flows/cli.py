@@ -31,6 +31,8 @@ __all__ = ["main"]
 
 
 def _quiet_prefect(verbose: bool) -> None:
+    # no internet here or on kiosks' build hosts: the local API must not phone home
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_EXTRA_LEVEL", "WARNING")
@@ -129,6 +131,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
+    _quiet_prefect(False)
     from tasks.ledger import JobStatus
     from tasks.runtime import get_ledger
 

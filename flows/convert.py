@@ -26,7 +26,6 @@ from tasks.convert import (
     notify_callback,
     options_hash,
     record_job_state,
-    validate_source,
 )
 
 __all__ = ["convert_dxf", "convert_file"]
@@ -59,7 +58,11 @@ async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
     return result
 
 
-ROUTES = {"dxf": convert_dxf}
+# Routing: DXF work belongs on cad-cpu, where convert-file itself runs, so it is called
+# inline (``convert_dxf.fn``: its tasks appear under this run, no extra flow run and no
+# extra API round trips). Work for another pool (PDF on cad-gpu, later) goes through
+# that pool's deployment instead.
+ROUTES = {"dxf": convert_dxf.fn}
 
 
 def _job_for(ledger: Any, job_id: str | None, key: str, source_uri: str,
@@ -148,12 +151,11 @@ async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
         ConvertOptions.from_dict(options)  # refuse bad requests before touching anything
         if callback_url:
             check_callback_url(callback_url)
-        src = validate_source.with_options(**ro)(source_uri, file_type)
+        dl = src = download_source.with_options(**ro)(source_uri, file_type)
         route = ROUTES.get(src["file_type"])
         if route is None:
             raise InvalidInputError(f"{src['file_type'].upper()} drawings are recognised but "
                                     f"not converted by this version", subcode="UNSUPPORTED_TYPE")
-        dl = download_source.with_options(**ro)(source_uri, src["size"])
         key = idempotency_key(source_uri, dl["sha256"], options)
         job = _job_for(ledger, job_id, key, source_uri, options, callback_url, src["file_type"])
         if job.status == JobStatus.SUCCESS:

@@ -13,8 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +28,7 @@ from cad2gltf.validate import Limits, sniff_bytes, validate_filename
 
 __all__ = [
     "check_callback_url",
+    "check_source",
     "convert_drawing",
     "download_source",
     "idempotency_key",
@@ -72,8 +71,7 @@ def _safe_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "drawing"
 
 
-@task(name="validate_source", task_run_name="validate {source_uri}")
-def validate_source(source_uri: str, declared_type: str | None = None) -> dict[str, Any]:
+def check_source(source_uri: str, declared_type: str | None = None) -> dict[str, Any]:
     """Check name, size and real type from the first bytes, before any download.
 
     Returns:
@@ -93,17 +91,32 @@ def validate_source(source_uri: str, declared_type: str | None = None) -> dict[s
     head = store.read_head(source_uri, HEAD_BYTES)
     limits = Limits(dxf_max_bytes=settings.dxf_max_bytes, pdf_max_bytes=settings.pdf_max_bytes)
     sniff = sniff_bytes(head, size, name=name, declared_type=declared_type, limits=limits)
-    get_run_logger().info("%s: %s (%s), %d bytes", name, sniff.file_type, sniff.variant, size)
     return {"name": name, "file_type": sniff.file_type, "variant": sniff.variant, "size": size}
 
 
+@task(name="validate_source", task_run_name="validate {source_uri}")
+def validate_source(source_uri: str, declared_type: str | None = None) -> dict[str, Any]:
+    """Task form of :func:`check_source` (for flows that validate without downloading)."""
+    return check_source(source_uri, declared_type)
+
+
 @task(name="download_source", task_run_name="download {source_uri}")
-def download_source(source_uri: str, expected_size: int | None = None) -> dict[str, Any]:
-    """Stream the source into local scratch space, hashing it on the way.
+def download_source(source_uri: str, declared_type: str | None = None) -> dict[str, Any]:
+    """Validate the source from its first bytes, then stream it into local scratch space,
+    hashing it on the way. Refused inputs fail before anything is downloaded.
 
     Returns:
-        ``{"local_path", "sha256", "size"}`` (the path is local to this worker).
+        ``{"name", "file_type", "variant", "size", "local_path", "sha256"}``; the path is
+        local to this worker.
+
+    Raises:
+        InvalidInputError: refused input (permanent).
+        StorageError | NetworkError: the store could not be read (transient).
     """
+    info = check_source(source_uri, declared_type)
+    get_run_logger().info("%s: %s (%s), %d bytes", info["name"], info["file_type"],
+                          info["variant"], info["size"])
+    expected_size = info["size"]
     from blocks.settings import get_settings
     from tasks.runtime import get_store
 
@@ -119,11 +132,11 @@ def download_source(source_uri: str, expected_size: int | None = None) -> dict[s
         while block := fh.read(1 << 20):
             digest.update(block)
             size += len(block)
-    if expected_size is not None and size != expected_size:
+    if size != expected_size:
         raise InvalidInputError(
             f"the source changed while it was read ({expected_size} -> {size} bytes)",
             subcode="SOURCE_CHANGED")
-    return {"local_path": str(local), "sha256": digest.hexdigest(), "size": size}
+    return {**info, "local_path": str(local), "sha256": digest.hexdigest(), "size": size}
 
 
 def _convert_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -132,7 +145,7 @@ def _convert_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     from blocks.settings import get_settings
     from tasks.runtime import get_store
 
-    store_id = hashlib.sha256(get_store(get_settings()).key_url("").encode()).hexdigest()[:12]
+    store_id = hashlib.sha256(get_store(get_settings()).base_url.encode()).hexdigest()[:12]
     return (f"cad2gltf-convert-{parameters['sha256']}-{__version__}-"
             f"{options_hash(parameters.get('options'))}-{store_id}")
 
@@ -181,32 +194,25 @@ def convert_drawing(local_path: str, sha256: str, name: str, options: dict[str, 
     result = convert_path(local_path, opts, limits=limits)
     seconds = time.perf_counter() - t0
     progress("upload", 70.0)
-    tmp = Path(tempfile.mkdtemp(prefix="cad2gltf-out-", dir=settings.resolved_work_dir()))
-    try:
-        (tmp / "model.glb").write_bytes(result.glb)
-        uris = {"result_uri": store.put_file(keys["glb"], tmp / "model.glb", "model/gltf-binary")}
-        if result.preview is not None:
-            (tmp / "preview.png").write_bytes(result.preview)
-            uris["preview_uri"] = store.put_file(keys["png"], tmp / "preview.png", "image/png")
-        else:
-            uris["preview_uri"] = None
-        report = result.report
-        summary = {
-            "file_type": report["file_type"], "units": report["units"],
-            "entities": report["stats"].get("entities"),
-            "nodes_by_category": report["nodes_by_category"],
-            "vertices": report["vertices"], "glb_bytes": report["glb_bytes"],
-            "warnings": report["warnings"][:20], "warning_count": len(report["warnings"]),
-            "seconds": round(seconds, 4), "timings": report["timings"],
-        }
-        manifest = {**uris, "manifest_uri": store.key_url(keys["manifest"]),
-                    "source_sha256": sha256, "converter_version": __version__,
-                    "options_hash": options_hash(options), "summary": summary}
-        # the manifest goes last: its presence means the result is complete
-        store.put_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode(),
-                        "application/json")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    uris = {"result_uri": store.put_bytes(keys["glb"], result.glb, "model/gltf-binary"),
+            "preview_uri": None}
+    if result.preview is not None:
+        uris["preview_uri"] = store.put_bytes(keys["png"], result.preview, "image/png")
+    report = result.report
+    summary = {
+        "file_type": report["file_type"], "units": report["units"],
+        "entities": report["stats"].get("entities"),
+        "nodes_by_category": report["nodes_by_category"],
+        "vertices": report["vertices"], "glb_bytes": report["glb_bytes"],
+        "warnings": report["warnings"][:20], "warning_count": len(report["warnings"]),
+        "seconds": round(seconds, 4), "timings": report["timings"],
+    }
+    manifest = {**uris, "manifest_uri": store.key_url(keys["manifest"]),
+                "source_sha256": sha256, "converter_version": __version__,
+                "options_hash": options_hash(options), "summary": summary}
+    # the manifest goes last: its presence means the result is complete
+    store.put_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode(),
+                    "application/json")
     progress("stored", 90.0)
     logger.info("converted %s in %.2f s -> %s", name, seconds, uris["result_uri"])
     return {**manifest, "reused": False}

@@ -23,9 +23,18 @@ _cache: dict[str, Any] = {}
 
 
 def _load_block(block_cls: Any, name: str) -> Any | None:
-    """Load a saved block if there is one (and an API to ask); None otherwise."""
+    """Load a saved block if there is one (and a server to ask); None otherwise.
+
+    Without ``PREFECT_API_URL`` there is no server holding blocks, only Prefect's
+    ephemeral local API, which would have to be started just to say "no such block".
+    """
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        return None
     try:
-        return block_cls.load(name)
+        # _sync: Prefect dispatches Block.load to its async twin inside an event loop
+        return block_cls.load(name, _sync=True)
     except ValueError:  # no such block document
         return None
     except Exception as exc:  # noqa: BLE001 - no API reachable: embedded defaults

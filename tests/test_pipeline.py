@@ -111,12 +111,12 @@ async def _task_runs(flow_run_id: str, name: str):
 
 async def _settled_task_runs(flow_run_id: str, name: str, timeout: float = 30.0):
     """Task runs reach the API through events, a moment after the flow returns: wait
-    until the run's always-present task (validate_source) is recorded as final."""
+    until the run's always-present task (download_source) is recorded as final."""
     import time as _time
 
     deadline = _time.monotonic() + timeout
     while True:
-        anchor = await _task_runs(flow_run_id, "validate_source")
+        anchor = await _task_runs(flow_run_id, "download_source")
         wanted = await _task_runs(flow_run_id, name)
         settled = anchor and all(t.state and t.state.is_final() for t in anchor + wanted)
         if settled or _time.monotonic() > deadline:
@@ -169,8 +169,8 @@ def test_second_request_does_no_conversion_work(pipeline):
                               options={"wall_height": 3.0}))
     assert other["job_id"] != first["job_id"] and other["result_uri"] == first["result_uri"]
     runs = _run(_settled_task_runs(other["flow_run_id"], "convert_drawing"))
-    # either Prefect's content-keyed cache answers, or the task finds the stored manifest
-    assert len(runs) == 1 and other["reused"] is True
+    # Prefect's content-keyed cache answers: the task did not run again
+    assert len(runs) == 1 and runs[0].state.name == "Cached"
     # other options: converted again, elsewhere
     third = _run(convert_file(pipeline.upload("a.dxf", data), options={"wall_height": 2.5}))
     assert third["result_uri"] != first["result_uri"]

@@ -1,0 +1,92 @@
+"""Orchestration overhead: the same drawings through the pure core and through the
+``convert-file`` flow (Prefect's local API, warm process), per file.
+
+    PYTHONPATH=. python benchmarks/orchestration.py [--repeat 5]
+
+Each flow run starts from an empty result store and ledger (fresh folders), so it does
+the whole work: validate, download, convert, upload, ledger transitions, artifacts.
+Target (issue 3): <= 0.3 s of overhead per file for a 10k-entity drawing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def drawings() -> dict[str, Path]:
+    from cad2gltf.synth.floorplan import (
+        generate_floorplan, generate_large_drawing, write_floorplan)
+
+    data = ROOT / "benchmarks" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    out = {}
+    small = data / "orch_small.dxf"
+    if not small.exists():
+        write_floorplan(generate_floorplan(seed=3, rooms_x=3, rooms_y=2), small)
+    out["small plan (~250 entities)"] = small
+    big = data / "plan_10k.dxf"
+    if not big.exists():
+        write_floorplan(generate_large_drawing(target_entities=10_000, seed=42), big)
+    out["10k entities"] = big
+    return out
+
+
+async def flow_once(path: Path, base: Path) -> float:
+    from flows.convert import convert_file
+    from tasks.runtime import reset_runtime
+
+    home = Path(tempfile.mkdtemp(dir=base))
+    os.environ["CAD2GLTF_HOME"] = str(home)
+    reset_runtime()
+    t0 = time.perf_counter()
+    out = await convert_file(path.resolve().as_uri())
+    seconds = time.perf_counter() - t0
+    assert out["status"] == "SUCCESS" and not out["reused"], out
+    return seconds
+
+
+def core_once(path: Path) -> float:
+    from cad2gltf import convert_path
+
+    t0 = time.perf_counter()
+    convert_path(path)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    base = Path(tempfile.mkdtemp(prefix="cad2gltf-orch-"))
+    files = drawings()
+    t0 = time.perf_counter()
+    asyncio.run(flow_once(next(iter(files.values())), base))  # start the local API
+    print(f"first flow run (starts Prefect's local API): {time.perf_counter() - t0:.1f} s\n")
+    rows = []
+    for label, path in files.items():
+        core = [core_once(path) for _ in range(args.repeat)]
+        flow = [asyncio.run(flow_once(path, base)) for _ in range(args.repeat)]
+        rows.append((label, statistics.median(core), statistics.median(flow)))
+    print(f"{'drawing':28} {'core s':>8} {'flow s':>8} {'overhead s':>10} {'overhead %':>10}")
+    print("-" * 68)
+    for label, core, flow in rows:
+        over = flow - core
+        print(f"{label:28} {core:8.3f} {flow:8.3f} {over:10.3f} {100 * over / core:9.0f}%")
+    print(f"\nmedians of {args.repeat} runs each; target: overhead <= 0.3 s per file (10k)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
