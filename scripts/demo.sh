@@ -5,4 +5,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$(bash scripts/bootstrap.sh | tail -n 1)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-"$VENV/bin/python" -m cad2gltf convert samples/*.dxf --out "${OUT:-out}" "$@"
+# through Prefect (its local API), local files and a SQLite ledger under ~/.cad2gltf
+"$VENV/bin/python" -m flows.cli convert samples/*.dxf --out "${OUT:-out}" "$@"
