@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cad2gltf.scene import Color, Node, Primitive, Scene
+from cad2gltf.scene import Color, Node, Scene
 
 __all__ = ["gltf_dumpb", "scene_to_gltf_dict"]
 

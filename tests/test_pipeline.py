@@ -276,3 +276,34 @@ def test_callback_receives_the_outcome(pipeline, monkeypatch):
     assert [r["status"] for r in received] == ["SUCCESS", "FAILURE"]
     assert received[0]["job_id"] == out["job_id"] and received[0]["result_uri"]
     assert received[1]["error_code"] == "VALIDATION_ERROR"
+
+
+def test_blocks_registered_from_environment_are_used(pipeline, monkeypatch, capsys):
+    """`python -m blocks` saves the connections as blocks; with a server (PREFECT_API_URL)
+    and no explicit settings, the tasks resolve their store and ledger from them."""
+    from blocks.__main__ import main as register
+    from blocks.jobstore import JobStore
+    from blocks.storage import ObjectStorage
+    from tasks.runtime import get_ledger, get_store, reset_runtime
+
+    register(["--overwrite"])
+    out = capsys.readouterr().out
+    assert "saved ObjectStorage block" in out and "saved JobStore block" in out
+    assert pipeline.s3.secret not in out
+    storage = ObjectStorage.load("cad2gltf-storage")
+    assert storage.base_url == f"s3://{pipeline.bucket}/store"
+    assert pipeline.s3.secret not in repr(storage)
+    job_store = JobStore.load("cad2gltf-ledger")
+    assert "**" in repr(job_store.dsn)  # a SecretStr
+    # without the explicit settings, the saved blocks are what the tasks use
+    monkeypatch.delenv("CAD2GLTF_STORAGE_URL")
+    dsn = job_store.dsn.get_secret_value()
+    monkeypatch.delenv("CAD2GLTF_LEDGER_DSN")
+    reset_runtime()
+    assert get_store().base_url == f"s3://{pipeline.bucket}/store"
+    ledger = get_ledger()
+    job, created = ledger.create_or_get(f"blocks-{uuid.uuid4()}", "s3://x/y.dxf")
+    from tasks.ledger import open_ledger
+
+    with open_ledger(dsn) as direct:
+        assert direct.get(job.job_id) is not None

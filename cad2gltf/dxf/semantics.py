@@ -274,7 +274,6 @@ class SemanticCollector:
     def _openings(self, walls: list[_Wall], unit: float, warnings: list[str]):
         """Cluster door/window elements, host them in walls, cut openings, add lintels."""
         import shapely
-        from shapely.geometry import Polygon
         from shapely.strtree import STRtree
 
         o = self.opt
@@ -661,9 +660,6 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
     Q2 = np.where(flip[:, None], P, Q)
     theta = np.arctan2(u[:, 1], u[:, 0])  # in (-pi/2, pi/2]
     nrm = np.column_stack([-u[:, 1], u[:, 0]])
-    c = np.einsum("ij,ij->i", nrm, P2)
-    t0 = np.einsum("ij,ij->i", u, P2)
-    t1 = np.einsum("ij,ij->i", u, Q2)
     n = P.shape[0]
     ang_tol = math.radians(1.5)
     # bucket by angle; compare within the same and the next bucket
