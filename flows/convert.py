@@ -81,8 +81,10 @@ async def _claim(ledger: Any, job: Any, owner: str, fields: dict[str, Any]) -> b
     """Take the job for this run. A run that crashed may be taken over; a live one not."""
     from tasks.ledger import JobStatus, TransitionRefused
 
+    # the claim is the flow's own decision (take the job or stand down), so it is a direct
+    # ledger call rather than a task run: one API round trip less per file
     try:
-        record_job_state(job.job_id, "RUNNING", owner, fields)
+        ledger.transition(job.job_id, JobStatus.RUNNING, owner=owner, **fields)
         return True
     except TransitionRefused:
         pass
@@ -97,7 +99,7 @@ async def _claim(ledger: Any, job: Any, owner: str, fields: dict[str, Any]) -> b
         ledger.transition(job.job_id, JobStatus.RETRY, owner=current.flow_run_id,
                           stage="taken over", error_code="TIMEOUT_ERROR/OWNER_DIED",
                           error_message=f"run {current.flow_run_id} ended while RUNNING")
-        record_job_state(job.job_id, "RUNNING", owner, fields)
+        ledger.transition(job.job_id, JobStatus.RUNNING, owner=owner, **fields)
         return True
     except TransitionRefused:
         return False
