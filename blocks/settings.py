@@ -67,6 +67,22 @@ class PipelineSettings(BaseSettings):
         description="Hosts a callback URL may point at.")
     callback_timeout_seconds: float = Field(5.0, gt=0, le=120)
 
+    # RabbitMQ topology (the connection URL is a secret: block or CAD2GLTF_AMQP_URL)
+    amqp_exchange: str = Field("cad2gltf", description="Durable topic exchange for requests.")
+    amqp_routing_key: str = Field("convert.request", description="Routing key of requests.")
+    amqp_queue: str = Field("cad2gltf.convert", description="Quorum work queue.")
+    amqp_delivery_limit: int = Field(5, ge=1, le=100,
+                                     description="Deliveries before RabbitMQ dead-letters.")
+    amqp_dead_letter_exchange: str = Field("cad2gltf.dlx", description="Dead-letter exchange.")
+    amqp_dead_letter_queue: str = Field("cad2gltf.dead-letters",
+                                        description="Durable dead-letter queue, no TTL.")
+    amqp_prefetch: int = Field(4, ge=1, le=100, description="Unacked deliveries in hand.")
+    amqp_block: str = Field("cad2gltf-rabbitmq", description="Name of the RabbitMQ block.")
+    listener_deployment: str = Field("convert-file/rabbitmq",
+                                     description="Deployment the listener starts runs of.")
+    listener_backoff_max_seconds: float = Field(30.0, gt=0, le=3600,
+                                                description="Longest wait after a failure.")
+
     # routing
     pdf_on_cpu: bool = Field(True, description="Run PDF work on cad-cpu (no GPU pool served).")
 

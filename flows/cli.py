@@ -164,6 +164,70 @@ def _job_dict(job: Any) -> dict[str, Any]:
             "updated_at": job.updated_at}
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.listener import Listener
+
+    _quiet_prefect(False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    listener = Listener()
+    listener.install_signal_handlers()
+    handled = listener.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
+    print(f"handled {handled} message(s): {listener.started_runs} run(s) started, "
+          f"{listener.dead_lettered} dead-lettered", file=sys.stderr)
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    import hashlib
+    import uuid
+
+    from blocks.settings import get_settings
+    from tasks.amqp import amqp_url, connect, declare_topology, publish
+    from tasks.messages import ConversionRequest
+    from tasks.runtime import get_store
+
+    _quiet_prefect(False)
+    settings = get_settings()
+    try:
+        options = core_cli._load_options(args.options)
+    except (ValueError, OSError) as exc:
+        print(f"cad2gltf: error: bad --options: {exc}", file=sys.stderr)
+        return core_cli.EXIT_USAGE
+    conn = connect(amqp_url(settings))
+    failed = 0
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        declare_topology(channel, settings)
+        for item in args.inputs:
+            rec: dict[str, Any] = {"input": item}
+            try:
+                if "://" in item:
+                    uri = item
+                else:  # a local file: put it where workers can read it
+                    path = Path(item)
+                    validate_filename(path.name)
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    uri = get_store().put_file(f"incoming/{digest[:16]}/{path.name}", path)
+                request = ConversionRequest(job_id=str(uuid.uuid4()), source_uri=uri,
+                                            options=options, callback_url=args.callback,
+                                            priority=args.priority)
+                publish(channel, settings.amqp_exchange, settings.amqp_routing_key,
+                        request.to_body(), headers={"x-request-id": request.job_id},
+                        priority=request.priority, message_id=request.job_id)
+                rec.update(status="published", job_id=request.job_id, source_uri=uri)
+            except Exception as exc:  # noqa: BLE001 - classified per input
+                err = classify(exc)
+                rec.update(status="error", error_code=err.full_code, message=err.message)
+                failed += 1
+            print(json.dumps(rec), flush=True)
+    finally:
+        conn.close()
+    return core_cli.EXIT_FAILED if failed else core_cli.EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = core_cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -178,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
                                            "failure", "dlq", "reprocessing"])
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(func=_cmd_jobs)
+    listen = sub.add_parser("listen", help="consume RabbitMQ requests, one flow run each")
+    listen.add_argument("--max-messages", type=int, default=None, help=argparse.SUPPRESS)
+    listen.add_argument("--idle-exit", type=float, default=None,
+                        help="exit after this many idle seconds (default: never)")
+    listen.set_defaults(func=_cmd_listen)
+    submit = sub.add_parser("submit", help="publish conversion requests to RabbitMQ")
+    submit.add_argument("inputs", nargs="+", metavar="FILE_OR_URI")
+    submit.add_argument("--options", metavar="JSON|@FILE")
+    submit.add_argument("--callback", metavar="URL")
+    submit.add_argument("--priority", type=int, default=5, choices=range(10))
+    submit.set_defaults(func=_cmd_submit)
     return parser
 
 

@@ -9,6 +9,7 @@ synchronous and are called directly.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -124,7 +125,8 @@ async def _run_is_dead(flow_run_id: str) -> bool:
 @flow(name="convert-file", flow_run_name="convert {source_uri}", retries=0)
 async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
                        job_id: str | None = None, callback_url: str | None = None,
-                       file_type: str | None = None) -> dict[str, Any]:
+                       file_type: str | None = None,
+                       dead_letter: bool = False) -> dict[str, Any]:
     """Convert one drawing: validate, record the job, route by real type, store, call back.
 
     Args:
@@ -133,6 +135,8 @@ async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
         job_id: the ledger job to update (created when absent or unknown).
         callback_url: POSTed the outcome when the job succeeds or fails for good.
         file_type: the type the requester claims; refused when the content disagrees.
+        dead_letter: on final failure, publish the request and its error context to the
+            dead-letter queue and mark the job DLQ (the RabbitMQ listener sets this).
 
     Returns:
         ``{"job_id", "flow_run_id", "status", "result_uri", "preview_uri", "summary"}``.
@@ -191,6 +195,8 @@ async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
         job = _record_failure(ledger, job, key_hint=(source_uri, options, callback_url),
                               owner=owner, exc=err)
         err.details.update({"job_id": job.job_id if job else None, "flow_run_id": owner})
+        if dead_letter and job is not None:
+            job = _send_to_dead_letters(ledger, job, err, owner)
         if callback_url and err.subcode != "CALLBACK_NOT_ALLOWED":
             _callback_quietly(callback_url, {
                 "job_id": job.job_id if job else None, "status": "FAILURE",
@@ -229,6 +235,45 @@ def _record_failure(ledger: Any, job: Any, *, key_hint: tuple[str, Any, Any], ow
     except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
         get_run_logger().error("could not record the failure in the ledger: %s", ledger_exc)
     return job
+
+
+def _send_to_dead_letters(ledger: Any, job: Any, err: ConversionError, owner: str) -> Any:
+    """Publish the original request plus its error context to the dead-letter exchange
+    (confirmed), then mark the job DLQ. Failing here leaves the job FAILURE, never lost."""
+    from datetime import datetime, timezone
+
+    from blocks.settings import get_settings
+    from tasks.amqp import CODE_HEADER, REASON_HEADER, connect, declare_topology, publish
+    from tasks.ledger import JobStatus
+    from tasks.messages import ConversionRequest
+
+    current = ledger.get(job.job_id) or job
+    request = ConversionRequest(job_id=current.job_id, source_uri=current.source_uri,
+                                file_type=current.file_type, callback_url=current.callback_url,
+                                options=current.options or {},
+                                metadata={k: v for k, v in (current.metadata or {}).items()
+                                          if k not in ("trace", "priority")})
+    letter = {**request.model_dump(), "error_code": err.code, "error_subcode": err.subcode,
+              "error_message": err.message, "attempts": current.attempts,
+              "failed_at": datetime.now(timezone.utc).isoformat(), "flow_run_id": owner}
+    settings = get_settings()
+    try:
+        conn = connect()
+        try:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            declare_topology(channel, settings)
+            publish(channel, settings.amqp_dead_letter_exchange, "",
+                    json.dumps(letter, default=str).encode(),
+                    headers={CODE_HEADER: err.full_code, REASON_HEADER: err.message[:1000]},
+                    message_id=current.job_id)
+        finally:
+            conn.close()
+        return ledger.transition(current.job_id, JobStatus.DLQ, stage="dead-lettered")
+    except Exception as exc:  # noqa: BLE001
+        get_run_logger().error("job %s could not be dead-lettered (%s); it stays FAILURE",
+                               current.job_id, exc)
+        return current
 
 
 def _callback_quietly(url: str, payload: dict[str, Any]) -> None:
