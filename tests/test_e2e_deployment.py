@@ -157,3 +157,71 @@ def test_deployment_run_through_worker(stack):
                           artifact_key(job.job_id)], env=env, capture_output=True, text=True,
                          timeout=120)
     assert art.returncode == 0 and "e2e.glb" in art.stdout, art.stdout + art.stderr
+
+
+def test_rabbitmq_request_end_to_end(stack, tmp_path):
+    """submit -> RabbitMQ -> listener -> one flow run on the worker -> GLB stored ->
+    job SUCCESS -> callback received by a local HTTP server."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    env = dict(stack["env"])
+    tag = uuid.uuid4().hex[:8]
+    env.update({"CAD2GLTF_AMQP_EXCHANGE": f"e2e-{tag}", "CAD2GLTF_AMQP_QUEUE": f"e2e-{tag}.q",
+                "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"e2e-{tag}.dlx",
+                "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
+                "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F"})
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    drawing = tmp_path / "queued.dxf"
+    drawing.write_bytes(encode_floorplan(generate_floorplan(seed=9, rooms_x=2, rooms_y=1)))
+    try:
+        sub = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "submit", str(drawing), "--callback",
+             f"http://127.0.0.1:{server.server_port}/cb"], env=env, cwd=REPO,
+            capture_output=True, text=True, timeout=120)
+        assert sub.returncode == 0, sub.stdout + sub.stderr
+        job_id = json.loads(sub.stdout.splitlines()[0])["job_id"]
+        listen = subprocess.run([sys.executable, "-m", "flows.cli", "listen",
+                                 "--max-messages", "1", "--idle-exit", "60"], env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=180)
+        assert listen.returncode == 0 and "1 run(s) started" in listen.stderr, listen.stderr
+        from tasks.ledger import open_ledger
+
+        ledger = open_ledger(env["CAD2GLTF_LEDGER_DSN"])
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            job = ledger.get(job_id)
+            if job and job.status.value in ("SUCCESS", "FAILURE", "DLQ") and received:
+                break
+            time.sleep(1)
+        ledger.close()
+        assert job.status.value == "SUCCESS", (stack["logs"] / "worker.log").read_text()[-3000:]
+        assert_valid_glb(stack["s3"].client.get_object(
+            Bucket=stack["bucket"], Key=job.result_uri.split(f"{stack['bucket']}/", 1)[1]
+        )["Body"].read())
+        assert [r["status"] for r in received] == ["SUCCESS"]
+        assert received[0]["job_id"] == job_id
+    finally:
+        server.shutdown()
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(env["CAD2GLTF_AMQP_URL"]))
+        ch = conn.channel()
+        for q in (env["CAD2GLTF_AMQP_QUEUE"], env["CAD2GLTF_AMQP_DEAD_LETTER_QUEUE"]):
+            ch.queue_delete(q)
+        for x in (env["CAD2GLTF_AMQP_EXCHANGE"], env["CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE"]):
+            ch.exchange_delete(x)
+        conn.close()
