@@ -83,6 +83,15 @@ class PipelineSettings(BaseSettings):
     listener_backoff_max_seconds: float = Field(30.0, gt=0, le=3600,
                                                 description="Longest wait after a failure.")
 
+    # dead-letter sweep
+    dlq_retry_after_transient_seconds: float = Field(
+        300.0, ge=0, description="STORAGE/NETWORK errors are requeued after this long.")
+    dlq_retry_after_timeout_seconds: float = Field(
+        600.0, ge=0, description="TIMEOUT errors are requeued after this long.")
+    dlq_max_reprocess: int = Field(1, ge=0, le=10, description="Requeues per job at most.")
+    dlq_processing_expiry_days: float = Field(7.0, gt=0,
+                                              description="Processing failures kept this long.")
+
     # routing
     pdf_on_cpu: bool = Field(True, description="Run PDF work on cad-cpu (no GPU pool served).")
 

@@ -228,6 +228,48 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return core_cli.EXIT_FAILED if failed else core_cli.EXIT_OK
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    """List, requeue or drop dead letters; untouched letters go back to the queue."""
+    from blocks.settings import get_settings
+    from tasks.amqp import connect, declare_topology
+    from tasks.deadletters import read_letter, requeue_letter
+    from tasks.runtime import get_ledger
+
+    _quiet_prefect(False)
+    settings = get_settings()
+    conn = connect()
+    found = False
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        declare_topology(channel, settings)
+        taken = []
+        while True:
+            method, props, body = channel.basic_get(settings.amqp_dead_letter_queue,
+                                                    auto_ack=False)
+            if method is None:
+                break
+            taken.append(read_letter(method.delivery_tag, props.headers, body))
+        for letter in taken:
+            if args.action == "list":
+                print(json.dumps(letter.summary()))
+                channel.basic_nack(letter.delivery_tag, requeue=True)
+            elif letter.job_id == args.job_id and not found:
+                found = True
+                if args.action == "requeue":
+                    requeue_letter(channel, letter, settings, get_ledger(settings))
+                channel.basic_ack(letter.delivery_tag)
+                print(json.dumps({**letter.summary(), "action": args.action}))
+            else:
+                channel.basic_nack(letter.delivery_tag, requeue=True)
+    finally:
+        conn.close()
+    if args.action != "list" and not found:
+        print(f"cad2gltf: no dead letter for job {args.job_id}", file=sys.stderr)
+        return core_cli.EXIT_FAILED
+    return core_cli.EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = core_cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -253,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--callback", metavar="URL")
     submit.add_argument("--priority", type=int, default=5, choices=range(10))
     submit.set_defaults(func=_cmd_submit)
+    dlq = sub.add_parser("dlq", help="inspect the dead-letter queue")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_sub.add_parser("list", help="print every dead letter (they stay queued)")
+    for action in ("requeue", "drop"):
+        p = dlq_sub.add_parser(action, help=f"{action} the dead letter of a job")
+        p.add_argument("job_id")
+    dlq.set_defaults(func=_cmd_dlq)
     return parser
 
 

@@ -20,11 +20,20 @@ import logging
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from blocks.settings import PipelineSettings, get_settings
 from cad2gltf.errors import ConversionError, InvalidInputError, classify
-from tasks.amqp import CODE_HEADER, REASON_HEADER, amqp_url, connect, declare_topology, publish
+from tasks.amqp import (
+    CODE_HEADER,
+    FAILED_AT_HEADER,
+    REASON_HEADER,
+    amqp_url,
+    connect,
+    declare_topology,
+    publish,
+)
 from tasks.messages import ConversionRequest, MalformedMessage, parse_request
 
 __all__ = ["Listener"]
@@ -144,7 +153,8 @@ class Listener:
             trace_id=trace.get("x-trace-id") or trace.get("x-request-id"))
         tags = ["rabbitmq"] + [f"{k}:{v}"[:100] for k, v in trace.items()]
         run = run_deployment(
-            name=self.deployment, timeout=0, as_subflow=False, idempotency_key=key, tags=tags,
+            name=self.deployment, timeout=0, as_subflow=False,
+            idempotency_key=request.run_key(), tags=tags,
             parameters={"source_uri": request.source_uri, "options": request.options or None,
                         "job_id": job.job_id, "callback_url": request.callback_url,
                         "file_type": request.file_type, "dead_letter": True})
@@ -156,6 +166,7 @@ class Listener:
         headers = dict(props.headers or {})
         headers[REASON_HEADER] = exc.message[:1000]
         headers[CODE_HEADER] = exc.full_code
+        headers[FAILED_AT_HEADER] = datetime.now(timezone.utc).isoformat()
         publish(channel, self.settings.amqp_dead_letter_exchange, "", body, headers=headers,
                 message_id=props.message_id)
         self.dead_lettered += 1

@@ -6,7 +6,7 @@ Topology (names are settings):
 * ``cad2gltf.convert`` - quorum work queue bound to it, ``x-delivery-limit`` deliveries
   before RabbitMQ dead-letters a message into ``cad2gltf.dlx``;
 * ``cad2gltf.dlx`` - fanout dead-letter exchange, feeding ``cad2gltf.dead-letters``, a
-  durable queue without TTL.
+  durable classic queue without TTL or delivery limit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = ["amqp_url", "connect", "declare_topology", "publish"]
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 REASON_HEADER = "x-cad2gltf-reason"
 CODE_HEADER = "x-cad2gltf-error-code"
+FAILED_AT_HEADER = "x-cad2gltf-failed-at"
 
 
 def amqp_url(settings: PipelineSettings | None = None) -> str:
@@ -63,8 +64,10 @@ def declare_topology(channel: Any, settings: PipelineSettings | None = None) -> 
     s = settings or get_settings()
     channel.exchange_declare(s.amqp_exchange, exchange_type="topic", durable=True)
     channel.exchange_declare(s.amqp_dead_letter_exchange, exchange_type="fanout", durable=True)
+    # a classic durable queue: no TTL, and no delivery limit (quorum queues bring one),
+    # because the sweep reads dead letters and puts back the ones it keeps
     channel.queue_declare(s.amqp_dead_letter_queue, durable=True,
-                          arguments={"x-queue-type": "quorum"})
+                          arguments={"x-queue-type": "classic"})
     channel.queue_bind(s.amqp_dead_letter_queue, s.amqp_dead_letter_exchange)
     channel.queue_declare(s.amqp_queue, durable=True, arguments={
         "x-queue-type": "quorum",

@@ -72,6 +72,11 @@ class ConversionRequest(BaseModel):
         raw = f"{self.source_uri}\n{version}\n{opts}"
         return "amqp-" + hashlib.sha256(raw.encode()).hexdigest()
 
+    def run_key(self) -> str:
+        """Idempotency key of the flow run: the business identity plus the reprocess
+        round (``metadata.reprocess``), so a sweep's requeue makes exactly one new run."""
+        return f"{self.idempotency_key()}:r{int(self.metadata.get('reprocess', 0) or 0)}"
+
     def to_body(self) -> bytes:
         return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":")).encode()
 

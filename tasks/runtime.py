@@ -15,7 +15,7 @@ from blocks.settings import PipelineSettings, get_settings
 from tasks.ledger import JobLedger, open_ledger
 from tasks.storage import ObjectStore
 
-__all__ = ["get_ledger", "get_store", "reset_runtime", "retry_options"]
+__all__ = ["get_ledger", "get_store", "ledger_dsn", "reset_runtime", "retry_options"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -68,21 +68,26 @@ def get_ledger(settings: PipelineSettings | None = None) -> JobLedger:
     with _lock:
         if key in _cache:
             return _cache[key]
-    import os
-
-    from blocks.jobstore import JobStore
-
-    # an explicit DSN in the environment (development, tests) wins over the block
-    dsn = os.environ.get("CAD2GLTF_LEDGER_DSN")
-    if not dsn:
-        block = _load_block(JobStore, settings.ledger_block)
-        dsn = block.dsn.get_secret_value() if block is not None \
-            else settings.resolved_ledger_dsn()
-    ledger = open_ledger(dsn)
+    ledger = open_ledger(ledger_dsn(settings))
     ledger.migrate()
     with _lock:
         _cache[key] = ledger
     return ledger
+
+
+def ledger_dsn(settings: PipelineSettings | None = None) -> str:
+    """The ledger's DSN: ``CAD2GLTF_LEDGER_DSN`` (development, tests), else the JobStore
+    block, else the embedded SQLite file."""
+    import os
+
+    from blocks.jobstore import JobStore
+
+    settings = settings or get_settings()
+    dsn = os.environ.get("CAD2GLTF_LEDGER_DSN")
+    if dsn:
+        return dsn
+    block = _load_block(JobStore, settings.ledger_block)
+    return block.dsn.get_secret_value() if block is not None else settings.resolved_ledger_dsn()
 
 
 def reset_runtime() -> None:
