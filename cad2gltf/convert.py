@@ -149,15 +149,16 @@ def _convert_path(path: str | os.PathLike[str], options: ConvertOptions, *, limi
             "layers": scene.metadata.get("layers", []),
         }
         t2 = time.perf_counter()
+        bounds = scene.bounds()  # shared by the writer and the preview
         glb = gltf_dumpb(scene, provenance=provenance, recenter=options.recenter,
-                         name=Path(path).stem)
+                         name=Path(path).stem, bounds=bounds)
         timings["gltf"] = time.perf_counter() - t2
         png = None
         if preview:
             from cad2gltf.preview import preview_png
 
             t3 = time.perf_counter()
-            png = preview_png(scene)
+            png = preview_png(scene, bounds=bounds)
             timings["preview"] = time.perf_counter() - t3
     except ConversionError:
         raise

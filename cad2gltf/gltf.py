@@ -32,6 +32,7 @@ __all__ = ["gltf_dumpb", "scene_to_gltf_dict"]
 _ARRAY_BUFFER = 34962
 _FLOAT = 5126
 _MODE = {"points": 0, "lines": 1, "triangles": 4}
+_UNSET: Any = object()  # "bounds not given": compute them
 
 
 def _srgb_to_linear(c: float) -> float:
@@ -341,7 +342,8 @@ def _chunks(sizes: list[int], budget: int) -> list[tuple[int, int]]:
 
 
 def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None,
-                       recenter: bool = True, name: str = "drawing") -> tuple[dict[str, Any], bytearray]:
+                       recenter: bool = True, name: str = "drawing",
+                       bounds: Any = _UNSET) -> tuple[dict[str, Any], bytearray]:
     """Build the glTF JSON document and its binary buffer.
 
     Args:
@@ -349,12 +351,14 @@ def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None
         provenance: source sha256, converter version, options... (asset extras).
         recenter: move the centre of the plan to the origin.
         name: name of the root node.
+        bounds: ``scene.bounds()`` when the caller already has it.
 
     Returns:
         ``(gltf_json_dict, binary_blob)``.
     """
     offset = np.zeros(3)
-    bounds = scene.bounds()
+    if bounds is _UNSET:
+        bounds = scene.bounds()
     if recenter and bounds is not None:
         lo, hi = bounds
         centre = _to_yup(((lo + hi) / 2.0)[None, :])[0]
@@ -397,13 +401,14 @@ def scene_to_gltf_dict(scene: Scene, *, provenance: dict[str, Any] | None = None
 
 
 def gltf_dumpb(scene: Scene, *, provenance: dict[str, Any] | None = None,
-               recenter: bool = True, name: str = "drawing") -> bytes:
+               recenter: bool = True, name: str = "drawing", bounds: Any = _UNSET) -> bytes:
     """Serialise a scene to GLB bytes (deterministic).
 
     Returns:
         The GLB file content.
     """
-    doc, blob = scene_to_gltf_dict(scene, provenance=provenance, recenter=recenter, name=name)
+    doc, blob = scene_to_gltf_dict(scene, provenance=provenance, recenter=recenter, name=name,
+                                   bounds=bounds)
     js = _dumps(doc)
     js += b" " * ((-len(js)) % 4)
     pad = b"\x00" * ((-len(blob)) % 4)

@@ -6,6 +6,8 @@ white canvas. Deterministic for a given scene.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cad2gltf.scene import Scene
@@ -18,7 +20,11 @@ def _bgr(color: tuple[float, float, float, float], darken: float = 1.0) -> tuple
     return (int(b * 255 * darken), int(g * 255 * darken), int(r * 255 * darken))
 
 
-def preview_png(scene: Scene, size: int = 768, margin: int = 16) -> bytes:
+_UNSET: Any = object()
+
+
+def preview_png(scene: Scene, size: int = 768, margin: int = 16, *,
+                bounds: Any = _UNSET) -> bytes:
     """Render the scene's plan (X/Y) into a PNG of at most ``size`` pixels a side.
 
     Returns:
@@ -26,7 +32,8 @@ def preview_png(scene: Scene, size: int = 768, margin: int = 16) -> bytes:
     """
     import cv2
 
-    bounds = scene.bounds()
+    if bounds is _UNSET:
+        bounds = scene.bounds()
     if bounds is None:
         canvas = np.full((size // 2, size, 3), 255, np.uint8)
         return bytes(cv2.imencode(".png", canvas)[1])

@@ -97,16 +97,47 @@ class Scene:
             yield from node.primitives
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Axis-aligned bounds ``(min, max)`` of all geometry and placements, or None."""
-        mins, maxs = [], []
+        """Axis-aligned bounds ``(min, max)`` of all geometry and placements, or None.
+
+        Small primitives are reduced together in bounded batches (one ``min``/``max`` per
+        batch instead of two numpy calls per primitive: a plan has ~100k of them).
+        """
+        mins: list[np.ndarray] = []
+        maxs: list[np.ndarray] = []
+        small: list[np.ndarray] = []
+        rows = 0
+
+        def flush() -> None:
+            nonlocal rows
+            if small:
+                arr = np.concatenate(small) if len(small) > 1 else small[0]
+                mins.append(arr.min(axis=0))
+                maxs.append(arr.max(axis=0))
+                small.clear()
+                rows = 0
+
+        places: list[tuple[float, float, float]] = []
         for node in self.iter_nodes():
             for prim in node.primitives:
-                if prim.positions.size:
-                    mins.append(prim.positions.min(axis=0))
-                    maxs.append(prim.positions.max(axis=0))
+                pos = prim.positions
+                n = pos.shape[0]
+                if not n:
+                    continue
+                if n >= 65536:
+                    mins.append(pos.min(axis=0))
+                    maxs.append(pos.max(axis=0))
+                    continue
+                small.append(pos)
+                rows += n
+                if rows >= 1 << 20:
+                    flush()
             if node.translation is not None:
-                mins.append(np.asarray(node.translation, dtype=np.float64))
-                maxs.append(np.asarray(node.translation, dtype=np.float64))
+                places.append(node.translation)
+        flush()
+        if places:
+            arr = np.asarray(places, dtype=np.float64).reshape(-1, 3)
+            mins.append(arr.min(axis=0))
+            maxs.append(arr.max(axis=0))
         if not mins:
             return None
         return np.min(mins, axis=0), np.max(maxs, axis=0)
@@ -121,13 +152,15 @@ class Scene:
 
 
 class _Batch:
-    __slots__ = ("chunks", "index_chunks", "count", "double_sided")
+    __slots__ = ("chunks", "index_chunks", "count", "double_sided", "soup")
 
     def __init__(self) -> None:
         self.chunks: list[np.ndarray] = []
-        self.index_chunks: list[np.ndarray] = []
+        # per chunk: its indices (offset by the rows before it), or None for "all rows"
+        self.index_chunks: list[np.ndarray | None] = []
         self.count = 0
         self.double_sided = True
+        self.soup = True  # no chunk came with explicit indices and none asked for them
 
 
 class SceneBuilder:
@@ -190,16 +223,27 @@ class SceneBuilder:
             self._batch(key, "points", color).chunks.append(points)
 
     def add_triangles(self, key: str, color: Color, positions: np.ndarray,
-                      indices: np.ndarray | None = None, *, double_sided: bool = True) -> None:
-        """Add triangles: ``positions (n, 3)`` plus optional ``indices (3k,)``."""
+                      indices: np.ndarray | None = None, *, double_sided: bool = True,
+                      indexed: bool = True) -> None:
+        """Add triangles: ``positions (n, 3)`` plus optional ``indices (3k,)``.
+
+        ``indexed=False`` (with ``indices=None``) asks for a non-indexed primitive (triangle
+        soup, ``Primitive.indices`` None) when nothing else in the batch is indexed: no
+        index array is made and a single chunk is kept as given (no copy), which is what
+        tens of thousands of small wall meshes want.
+        """
         if positions.shape[0] < 3:
             return
-        if indices is None:
-            indices = np.arange(positions.shape[0] - positions.shape[0] % 3, dtype=np.int64)
-        if indices.size == 0:
-            return
         batch = self._batch(key, "triangles", color)
-        batch.index_chunks.append(np.asarray(indices, dtype=np.int64) + batch.count)
+        if indices is None:
+            batch.index_chunks.append(None)
+            if indexed:
+                batch.soup = False
+        else:
+            if indices.size == 0:
+                return
+            batch.index_chunks.append(np.asarray(indices, dtype=np.int64) + batch.count)
+            batch.soup = False
         batch.chunks.append(positions)
         batch.count += positions.shape[0]
         batch.double_sided = batch.double_sided and double_sided
@@ -208,12 +252,25 @@ class SceneBuilder:
               stats: dict[str, Any] | None = None) -> Scene:
         """Assemble the scene. Node order is creation order; primitives are sorted."""
         for (key, kind, color), batch in self._batches.items():
-            if not batch.chunks:
+            chunks = batch.chunks
+            if not chunks:
                 continue
-            positions = np.ascontiguousarray(np.concatenate(batch.chunks), dtype=np.float64)
+            if len(chunks) == 1:
+                positions = np.ascontiguousarray(chunks[0], dtype=np.float64)
+                if positions is chunks[0] and kind != "triangles":
+                    positions = positions.copy()  # the builder's arrays are its own
+            else:
+                positions = np.ascontiguousarray(np.concatenate(chunks), dtype=np.float64)
             indices = None
-            if kind == "triangles":
-                indices = np.concatenate(batch.index_chunks).astype(np.uint32)
+            if kind == "triangles" and not batch.soup:
+                parts = []
+                start = 0
+                for pts, idx in zip(chunks, batch.index_chunks):
+                    n = pts.shape[0]
+                    parts.append(np.arange(start, start + n - n % 3, dtype=np.int64)
+                                 if idx is None else idx)
+                    start += n
+                indices = np.concatenate(parts).astype(np.uint32)
             self._nodes[key].primitives.append(
                 Primitive(kind=kind, color=color, positions=positions, indices=indices,
                           double_sided=batch.double_sided))  # type: ignore[arg-type]

@@ -226,7 +226,7 @@ class SemanticCollector:
                          thickness_m=round(thickness / unit, 4),
                          length_m=round(length / unit, 4), openings=wall.openings).source = \
                 sorted(set(wall.handles))
-            builder.add_triangles(key, wall.color, pos, idx, double_sided=False)
+            builder.add_triangles(key, wall.color, pos, idx, double_sided=False, indexed=False)
         for n, col in enumerate(columns, 1):
             pos, idx = extrude_bands(col.footprint, 0.0, height, [])
             key = f"column:{n}"
@@ -245,7 +245,7 @@ class SemanticCollector:
             for pts, idx, color in el.tris:
                 builder.add_triangles(key, color, pts, idx)
             for pos, idx, color, double in parts:
-                builder.add_triangles(key, color, pos, idx, double_sided=double)
+                builder.add_triangles(key, color, pos, idx, double_sided=double, indexed=False)
 
     @staticmethod
     def _layer_node(builder: SceneBuilder, layer: str) -> None:
