@@ -236,3 +236,35 @@ def test_final_failure_goes_to_the_dead_letter_queue_with_context(listener_env, 
     assert letter["job_id"] == job_id and letter["source_uri"] == bad.as_uri()
     assert letter["error_code"] == "PARSING_ERROR" and letter["attempts"] == 1
     assert letter["failed_at"] and letter["flow_run_id"] == info.value.details["flow_run_id"]
+
+
+class _Crash(BaseException):
+    """Stands for the process dying (SIGKILL): nothing after it runs, nothing is acked."""
+
+
+def test_listener_dying_after_the_run_before_the_ack_makes_no_second_run(listener_env):
+    from blocks.settings import get_settings
+    from flows.listener import Listener
+
+    (channel, _), deployment_id = listener_env
+    _publish(channel, _body(source_uri="s3://bucket/crash.dxf"))
+    first = Listener()
+    real = first.start_run
+
+    def start_then_die(request, trace):
+        real(request, trace)
+        raise _Crash()
+
+    first.start_run = start_then_die
+    with pytest.raises(_Crash):
+        first.run(max_messages=1, idle_exit=10)
+    # the dead process's connection is gone: RabbitMQ redelivers the unacked message
+    import gc
+
+    gc.collect()
+    second = Listener()
+    deadline_handled = second.run(max_messages=1, idle_exit=20)
+    assert deadline_handled == 1
+    assert len(_runs_of(deployment_id)) == 1
+    s = get_settings()
+    assert channel.queue_declare(s.amqp_queue, passive=True).method.message_count == 0
