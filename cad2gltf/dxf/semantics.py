@@ -209,10 +209,12 @@ class SemanticCollector:
             rows = np.asarray(box_rows, dtype=np.float64)
             tris = boxes_to_triangles(rows[:, :2], rows[:, 2], rows[:, 3], rows[:, 4],
                                       rows[:, 5], rows[:, 6], rows[:, 7]).reshape(-1, 36, 3)
+            flat = tris.reshape(-1, 3)
             owner = np.asarray(box_owner)
-            cuts = np.flatnonzero(np.diff(owner)) + 1
-            for chunk, idx in zip(np.split(tris, cuts), np.split(owner, cuts)):
-                meshes[int(idx[0])] = chunk.reshape(-1, 3)
+            cuts = (np.flatnonzero(np.diff(owner)) + 1).tolist()
+            bounds = [0, *cuts, len(box_owner)]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                meshes[box_owner[a]] = flat[a * 36:b * 36]
         for n, wall in enumerate(walls, 1):
             if wall.is_strip:
                 pos, idx = meshes[n - 1], None
@@ -235,13 +237,19 @@ class SemanticCollector:
                          parent="layer:" + col.layer, layer=col.layer,
                          height_m=o.wall_height).source = sorted(set(col.handles))
             builder.add_triangles(key, col.color, pos, idx, double_sided=False)
+        line_jobs = [(key, el.lines) for key, el, _, _ in openings if el.lines]
+        line_chunks = iter(_bulk_polylines(line_jobs))
         for key, el, extras, parts in openings:
             self._layer_node(builder, el.layer)
             node = builder.node(key, name=key.replace(":", " "), category=el.category,
                                 parent="layer:" + el.layer, layer=el.layer, **extras)
             node.source = sorted(set(h for h in el.handles if h))
-            for pts, closed, color in el.lines:
-                builder.add_polyline(key, color, pts, closed=closed)
+            if el.lines:
+                for kind, color, arr in next(line_chunks):
+                    if kind == "lines":
+                        builder.add_segments(key, color, arr)
+                    else:
+                        builder.add_points(key, color, arr)
             for pts, idx, color in el.tris:
                 builder.add_triangles(key, color, pts, idx)
             for pos, idx, color, double in parts:
@@ -295,16 +303,31 @@ class SemanticCollector:
         footprints = np.array([w.footprint for w in walls], dtype=object)
         tree = STRtree(footprints)
         search = o.max_wall_thickness * unit
-        pts_of = {i: merged[i].points2d() for i in candidates}
-        lo = np.array([pts_of[i].min(axis=0) for i in candidates])
-        hi = np.array([pts_of[i].max(axis=0) for i in candidates])
+        pts_list = [merged[i].points2d() for i in candidates]
+        pts_of = dict(zip(candidates, pts_list))
+        # all candidates' points in one array; per-candidate bounds in two reductions
+        n_pts = np.array([p.shape[0] for p in pts_list], dtype=np.int64)
+        all_pts = np.concatenate(pts_list)
+        p_start = np.cumsum(n_pts) - n_pts
+        lo = np.minimum.reduceat(all_pts, p_start, axis=0)
+        hi = np.maximum.reduceat(all_pts, p_start, axis=0)
         probes = shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
         pos_of = {i: k for k, i in enumerate(candidates)}
         left, right = tree.query(probes, predicate="dwithin", distance=search)
-        dist = shapely.distance(probes[left], footprints[right])
-        area = shapely.area(shapely.intersection(probes[left], footprints[right]))
-        # nearest wall per element: smallest distance, then largest overlap, then index
-        order = np.lexsort((right, -np.round(area, 9), np.round(dist, 9), left))
+        rdist = np.round(shapely.distance(probes[left], footprints[right]), 9)
+        # nearest wall per element: smallest distance, then largest overlap, then index;
+        # the overlap only matters between walls tied at an element's smallest distance
+        area = np.zeros(left.shape[0])
+        if left.size:
+            best = np.full(len(candidates), np.inf)
+            np.minimum.at(best, left, rdist)
+            tied = rdist == best[left]
+            n_tied = np.bincount(left[tied], minlength=len(candidates))
+            need = tied & (n_tied[left] > 1)
+            if need.any():
+                area[need] = shapely.area(shapely.intersection(probes[left[need]],
+                                                               footprints[right[need]]))
+        order = np.lexsort((right, -np.round(area, 9), rdist, left))
         first = order[np.unique(left[order], return_index=True)[1]]
         host_of: dict[int, int] = {candidates[int(pi)]: int(wi)
                                    for pi, wi in zip(left[first], right[first])}
@@ -314,19 +337,32 @@ class SemanticCollector:
         unhosted = 0
         # phase A: each opening's frame on its host wall (cheap per-opening work)
         ops: list[tuple[int, np.ndarray, float, float, float, float, float, float]] = []
-        for i in candidates:
+        # extents along strip hosts' axes for all candidates at once
+        ax = np.zeros((len(candidates), 2))
+        for k, i in enumerate(candidates):
+            w = host_of.get(i)
+            if w is not None and walls[w].axis is not None and walls[w].strip is not None:
+                ax[k] = walls[w].axis
+        t_all = all_pts[:, 0] * np.repeat(ax[:, 0], n_pts) + all_pts[:, 1] * np.repeat(ax[:, 1],
+                                                                                     n_pts)
+        t_lo = np.minimum.reduceat(t_all, p_start).tolist()
+        t_hi = np.maximum.reduceat(t_all, p_start).tolist()
+        for k, i in enumerate(candidates):
             if i not in host_of:
                 unhosted += 1
                 continue
             host = walls[host_of[i]]
-            pts = pts_of[i]
-            centre = (lo[pos_of[i]] + hi[pos_of[i]]) / 2.0
-            u, s_lo, s_hi = _local_axis(host, centre, search)
-            if u is None:
-                unhosted += 1
-                continue
-            t = pts @ u
-            t0, t1 = float(t.min()), float(t.max())
+            if host.axis is not None and host.strip is not None:
+                u, s_lo, s_hi = np.array(host.axis), host.strip[0], host.strip[1]
+                t0, t1 = t_lo[k], t_hi[k]
+            else:
+                centre = (lo[pos_of[i]] + hi[pos_of[i]]) / 2.0
+                u, s_lo, s_hi = _local_axis(host, centre, search)
+                if u is None:
+                    unhosted += 1
+                    continue
+                t = pts_of[i] @ u
+                t0, t1 = float(t.min()), float(t.max())
             if t1 - t0 <= 1e-9:
                 unhosted += 1
                 continue
@@ -428,31 +464,97 @@ class SemanticCollector:
                 c = int(idx[0])
                 out[ops[c][0]][3].append((chunk.reshape(-1, 3), None, self._host_color(ops[c]),
                                           False))
-        for c, (i, u, s_lo, s_hi, t0, t1, z0, z1) in enumerate(ops):
+        unit = 1.0 / self._scale
+        pane_idx = np.array([0, 1, 2, 0, 2, 3], dtype=np.int64)
+        for i, u, s_lo, s_hi, t0, t1, z0, z1 in ops:
             key, el, extras, parts = out[i]
-            n = np.array([-u[1], u[0]])
+            ux, uy = float(u[0]), float(u[1])
+            nx, ny = -uy, ux
             mid = (s_lo + s_hi) / 2.0
             if el.category == "window":
-                a2, b2 = u * t0 + n * mid, u * t1 + n * mid
-                pane = np.array([[a2[0], a2[1], z0], [b2[0], b2[1], z0], [b2[0], b2[1], z1],
-                                 [a2[0], a2[1], z1]], dtype=np.float64)
-                parts.append((pane, np.array([0, 1, 2, 0, 2, 3], dtype=np.int64), _GLASS, True))
-            centre_axis = u * (t0 + t1) / 2.0 + n * mid
-            unit = 1.0 / self._scale
+                ax, ay = ux * t0 + nx * mid, uy * t0 + ny * mid
+                bx, by = ux * t1 + nx * mid, uy * t1 + ny * mid
+                pane = np.array([[ax, ay, z0], [bx, by, z0], [bx, by, z1], [ax, ay, z1]],
+                                dtype=np.float64)
+                parts.append((pane, pane_idx, _GLASS, True))
+            cx = ux * (t0 + t1) / 2.0 + nx * mid
+            cy = uy * (t0 + t1) / 2.0 + ny * mid
             extras.update({
                 "host_wall": True,
                 "width_m": round((t1 - t0) / unit, 4),
                 "bottom_m": round(z0 / unit, 4),
                 "top_m": round(z1 / unit, 4),
-                "center_m": [round(float(centre_axis[0]) / unit, 4),
-                             round(float(centre_axis[1]) / unit, 4)],
-                "axis": [round(float(u[0]), 6), round(float(u[1]), 6)],
+                "center_m": [round(cx / unit, 4), round(cy / unit, 4)],
+                "axis": [round(ux, 6), round(uy, 6)],
             })
 
     def _host_color(self, op) -> Color:
         return self._hosts[op[0]].color
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _bulk_polylines(jobs: list[tuple[str, list[tuple[np.ndarray, bool, Color]]]]):
+    """Vertex chains -> line segments for many nodes at once.
+
+    Same segments as ``SceneBuilder.add_polyline`` per chain (closed chains get their
+    closing segment unless already closed; single vertices become points), computed in
+    one pass. Returns, per job, ``[(kind, colour, array)]`` with consecutive chains of
+    one colour merged into one slice.
+    """
+    lines = [ln for _, lns in jobs for ln in lns]
+    if not lines:
+        return [[] for _ in jobs]
+    lens = np.array([ln[0].shape[0] for ln in lines], dtype=np.int64)
+    closed = np.array([bool(ln[1]) for ln in lines])
+    V = np.concatenate([ln[0] for ln in lines]) if len(lines) > 1 else lines[0][0]
+    V = np.asarray(V, dtype=np.float64).reshape(-1, 3)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    multi = lens >= 2
+    need_close = closed & multi
+    if need_close.any():
+        k = np.flatnonzero(need_close)
+        same = np.all(V[starts[k]] == V[ends[k] - 1], axis=1)
+        need_close[k[same]] = False
+    m = np.where(multi, lens - 1 + need_close, 0)
+    total = int(m.sum())
+    seg_end = np.cumsum(m)
+    seg_start = seg_end - m
+    A = np.repeat(starts, m) + (np.arange(total) - np.repeat(seg_start, m))
+    B = A + 1
+    close_at = seg_end[need_close] - 1
+    B[close_at] = starts[need_close]
+    seg = np.empty((2 * total, 3), dtype=np.float64)
+    seg[0::2] = V[A]
+    seg[1::2] = V[B]
+    s_l, e_l = (2 * seg_start).tolist(), (2 * seg_end).tolist()
+    st_l, en_l, lens_l = starts.tolist(), ends.tolist(), lens.tolist()
+    out = []
+    li = 0
+    for _, lns in jobs:
+        items: list[tuple[str, Color, np.ndarray]] = []
+        run_color, run_a, run_b = None, 0, 0
+        for _pts, _closed, color in lns:
+            n = lens_l[li]
+            if n >= 2:
+                if run_color is not None and color == run_color and s_l[li] == run_b:
+                    run_b = e_l[li]
+                else:
+                    if run_color is not None:
+                        items.append(("lines", run_color, seg[run_a:run_b]))
+                    run_color, run_a, run_b = color, s_l[li], e_l[li]
+            elif n == 1:
+                if run_color is not None:
+                    items.append(("lines", run_color, seg[run_a:run_b]))
+                    run_color = None
+                items.append(("points", color, V[st_l[li]:en_l[li]]))
+            li += 1
+        if run_color is not None:
+            items.append(("lines", run_color, seg[run_a:run_b]))
+        out.append(items)
+    return out
+
 
 
 def _polygon(pts: np.ndarray) -> Any | None:
@@ -520,7 +622,13 @@ def _strip_footprints(walls: list[_Wall]) -> None:
     todo = [w for w in walls if w.footprint is None and w.is_strip]
     if not todo:
         return
-    rects = np.stack([w.rect() for w in todo])
+    u = np.array([w.axis for w in todo], dtype=np.float64)
+    n = np.column_stack([-u[:, 1], u[:, 0]])
+    tr = np.array([w.trange for w in todo], dtype=np.float64)
+    st = np.array([w.strip for w in todo], dtype=np.float64)
+    t0, t1, s0, s1 = tr[:, :1], tr[:, 1:], st[:, :1], st[:, 1:]
+    rects = np.stack([u * t0 + n * s0, u * t1 + n * s0, u * t1 + n * s1, u * t0 + n * s1],
+                     axis=1)  # what _Wall.rect() gives, for all strip walls at once
     for w, poly in zip(todo, shapely.polygons(rects)):
         w.footprint = poly
 
@@ -713,64 +821,85 @@ def _pair_walls(segments, min_t: float, max_t: float, default_t: float) -> list[
         dang = np.abs(theta[a] - theta[bb])
         dang = np.minimum(dang, math.pi - dang)
         good = (overlap > min_t) & (dang <= ang_tol)
-        for x, y, dist in zip(a[good].tolist(), bb[good].tolist(),
-                              (cc[jj] - cc[ii])[good].tolist()):
-            cand.append((dist, min(x, y), max(x, y)))
+        ga, gb = a[good], bb[good]
+        cand.extend(zip((cc[jj] - cc[ii])[good].tolist(), np.minimum(ga, gb).tolist(),
+                        np.maximum(ga, gb).tolist()))
     cand = sorted(set(cand))
     walls: list[_Wall] = []
-    for dist, i, j in cand:
-        nu = u[i]
-        nn = np.array([-nu[1], nu[0]])
-        ti0, ti1 = sorted((float(P2[i] @ nu), float(Q2[i] @ nu)))
-        tj0, tj1 = sorted((float(P2[j] @ nu), float(Q2[j] @ nu)))
-        a_t, b_t = max(ti0, tj0), min(ti1, tj1)
-        if b_t - a_t <= min_t:
-            continue
+    # per-candidate geometry in bulk (same arithmetic as scalar dot products of 2-vectors)
+    if cand:
+        ci_ = np.array([c[1] for c in cand], dtype=np.int64)
+        cj_ = np.array([c[2] for c in cand], dtype=np.int64)
+        ux, uy = u[ci_, 0], u[ci_, 1]
+        pi_t = P2[ci_, 0] * ux + P2[ci_, 1] * uy
+        qi_t = Q2[ci_, 0] * ux + Q2[ci_, 1] * uy
+        pj_t = P2[cj_, 0] * ux + P2[cj_, 1] * uy
+        qj_t = Q2[cj_, 0] * ux + Q2[cj_, 1] * uy
+        a_all = np.maximum(np.minimum(pi_t, qi_t), np.minimum(pj_t, qj_t))
+        b_all = np.minimum(np.maximum(pi_t, qi_t), np.maximum(pj_t, qj_t))
+        ci_all = P2[ci_, 0] * -uy + P2[ci_, 1] * ux
+        cj_all = P2[cj_, 0] * -uy + P2[cj_, 1] * ux
+        live = np.flatnonzero(~(b_all - a_all <= min_t))
+        rows = zip(ci_[live].tolist(), cj_[live].tolist(), a_all[live].tolist(),
+                   b_all[live].tolist(), ci_all[live].tolist(), cj_all[live].tolist(),
+                   ux[live].tolist(), uy[live].tolist())
+    else:
+        rows = iter(())
+    for i, j, a_t, b_t, ci, cj, nux, nuy in rows:
         if any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _, _ in claims[i]) or \
            any(min(b_t, cb) - max(a_t, ca) > min_t for ca, cb, _, _ in claims[j]):
             continue
-        ci, cj = float(P2[i] @ nn), float(P2[j] @ nn)
         wi = len(walls)
         claims[i].append((a_t, b_t, cj - ci, wi))
         # claims on j use i's axis (same orientation within the angle tolerance)
         claims[j].append((a_t, b_t, ci - cj, wi))
-        walls.append(_Wall(None, [segments[idx_ok[i]][2], segments[idx_ok[j]][2]],
-                           segments[idx_ok[i]][3], segments[idx_ok[i]][4], "pair",
-                           axis=(float(nu[0]), float(nu[1])),
-                           strip=(min(ci, cj), max(ci, cj)), trange=(a_t, b_t)))
+        seg_i = segments[idx_ok[i]]
+        walls.append(_Wall(None, [seg_i[2], segments[idx_ok[j]][2]], seg_i[3], seg_i[4],
+                           "pair", axis=(nux, nuy), strip=(min(ci, cj), max(ci, cj)),
+                           trange=(a_t, b_t)))
     # uncovered pieces: bridge next to a pair (corners, T-junctions), else single walls
     bridge_max = max_t * 1.05
+    ux_l, uy_l = u[:, 0].tolist(), u[:, 1].tolist()
+    pt = P2[:, 0] * u[:, 0] + P2[:, 1] * u[:, 1]
+    qt = Q2[:, 0] * u[:, 0] + Q2[:, 1] * u[:, 1]
+    tk0_l = np.minimum(pt, qt).tolist()
+    tk1_l = np.maximum(pt, qt).tolist()
+    ck_l = (P2[:, 0] * -u[:, 1] + P2[:, 1] * u[:, 0]).tolist()
+    idx_ok_l = idx_ok.tolist()
     for k in range(n):
-        nu = u[k]
-        nn = np.array([-nu[1], nu[0]])
-        tk0, tk1 = sorted((float(P2[k] @ nu), float(Q2[k] @ nu)))
-        ck = float(P2[k] @ nn)
+        tk0, tk1, ck = tk0_l[k], tk1_l[k], ck_l[k]
         gaps = []
         cursor = tk0
         prev = None
-        for claim in sorted(claims[k]):
-            ca, cb = claim[0], claim[1]
-            if ca - cursor > 1e-9:
-                gaps.append((cursor, ca, prev, claim))
-            cursor = max(cursor, cb)
-            prev = claim
+        ck_claims = claims[k]
+        if ck_claims:
+            if len(ck_claims) > 1:
+                ck_claims.sort()
+            for claim in ck_claims:
+                ca, cb = claim[0], claim[1]
+                if ca - cursor > 1e-9:
+                    gaps.append((cursor, ca, prev, claim))
+                cursor = max(cursor, cb)
+                prev = claim
         if tk1 - cursor > 1e-9:
             gaps.append((cursor, tk1, prev, None))
-        seg = segments[idx_ok[k]]
+        if not gaps:
+            continue
+        nux, nuy = ux_l[k], uy_l[k]
+        seg = segments[idx_ok_l[k]]
         for g0, g1, left, right in gaps:
             glen = g1 - g0
             nb_claim = left or right
             if nb_claim is not None and glen <= bridge_max:
                 # extend the neighbouring pair wall over the gap (same strip)
                 w = walls[nb_claim[3]]
-                wu = np.asarray(w.axis)
-                ends = np.array([nu * g0 + nn * ck, nu * g1 + nn * ck]) @ wu
-                w.trange = (min(w.trange[0], float(ends.min())),
-                            max(w.trange[1], float(ends.max())))
+                wux, wuy = w.axis
+                e0 = (nux * g0 + -nuy * ck) * wux + (nuy * g0 + nux * ck) * wuy
+                e1 = (nux * g1 + -nuy * ck) * wux + (nuy * g1 + nux * ck) * wuy
+                w.trange = (min(w.trange[0], min(e0, e1)), max(w.trange[1], max(e0, e1)))
                 continue
             if glen > max(bridge_max, 2 * default_t) or (nb_claim is None and glen > min_t):
                 h = default_t / 2.0
                 walls.append(_Wall(None, [seg[2]], seg[3], seg[4], "single",
-                                   axis=(float(nu[0]), float(nu[1])),
-                                   strip=(ck - h, ck + h), trange=(g0, g1)))
+                                   axis=(nux, nuy), strip=(ck - h, ck + h), trange=(g0, g1)))
     return walls
