@@ -214,6 +214,8 @@ class _Walker:
         self._compiling: set[str] = set()
         self._dist_scale = 1.0
         self._sinks: dict[str, tuple[str, None]] = {}
+        self._sem_sink: tuple[str, str, tuple[str, str]] | None = None
+        self._blocks: dict[str, Any] = {}
         self._base_points: dict[str, tuple[float, float, float]] = {}
         self._layer_info: dict[str, tuple[Color, bool, str | None]] = {}
         self._rules = [(cat, re.compile(rx)) for cat, rx in options.layer_rules]
@@ -285,13 +287,14 @@ class _Walker:
         return info
 
     def _entity_color(self, e: Any, layer_color: Color, ctx: _Ctx) -> Color:
-        dxf = e.dxf
-        tc = dxf.get("true_color", None) if dxf.hasattr("true_color") else None
+        # the namespace's own dict: what dxf.get() returns for set attributes, cheaper
+        attrs = e.dxf.__dict__
+        tc = attrs.get("true_color", None)
         if tc is not None:
             from ezdxf.colors import int2rgb
 
             return _rgb(int2rgb(tc))
-        aci = dxf.get("color", 256)
+        aci = attrs.get("color", 256)
         if aci == 256:
             return layer_color
         if aci == 0:
@@ -440,10 +443,10 @@ class _Walker:
         if handler is None:
             self.skipped[dxftype] += 1
             return
-        dxf = e.dxf
-        if dxf.get("invisible", 0):
+        attrs = e.dxf.__dict__  # set DXF attributes (dxf.get() without its overhead)
+        if attrs.get("invisible", 0):
             return
-        layer = dxf.get("layer", "0") or "0"
+        layer = attrs.get("layer", "0") or "0"
         if ctx.depth and layer == "0":
             layer = ctx.layer
         layer_color, visible, _ = self._layer(layer)
@@ -459,12 +462,18 @@ class _Walker:
         hit = self._sinks.get(layer)
         if hit is not None:
             return hit
+        memo = self._sem_sink
+        if memo is not None and memo[0] == layer and memo[1] == ctx.handle:
+            return memo[2]
         category = self._layer(layer)[2]
         key = "layer:" + layer
         if not self.builder.has_node(key):
             self.builder.node(key, name=layer, category="layer", layer=layer)
         if category is not None and self.semantics is not None:
-            return self.semantics.element_key(category, layer, ctx.handle, self.builder), category
+            res = (self.semantics.element_key(category, layer, ctx.handle, self.builder),
+                   category)
+            self._sem_sink = (layer, ctx.handle, res)  # the pieces of one INSERT in a row
+            return res
         self._sinks[layer] = (key, None)
         return key, None
 
@@ -632,18 +641,24 @@ class _Walker:
     def _lwpolyline(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str,
                     color: Color) -> None:
         closed = bool(e.closed)
-        has_width = e.has_width
+        attrs = e.dxf.__dict__
+        # the vertex array itself (x, y, start width, end width, bulge per row) rather
+        # than has_width / has_arc / get_points, which loop over it in Python
+        v = np.asarray(e.lwpoints.values, dtype=np.float64).reshape(-1, 5)
+        if "const_width" in attrs:
+            has_width = attrs["const_width"] != 0.0
+        else:
+            has_width = bool((v[:, 2:4] != 0).any())
         if has_width:
             self._wide_polyline(e, m, ctx, layer, color)
             return
-        if e.has_arc:
+        if (v[:, 4] != 0).any():
             self._curve(e, m, ctx, layer, color)
             return
-        pts = np.array(e.get_points("xy"), dtype=np.float64).reshape(-1, 2)
-        out = np.zeros((pts.shape[0], 3), dtype=np.float64)
-        out[:, :2] = pts
-        out[:, 2] = e.dxf.get("elevation", 0.0)
-        ext = e.dxf.get("extrusion", None)
+        out = np.zeros((v.shape[0], 3), dtype=np.float64)
+        out[:, :2] = v[:, :2]
+        out[:, 2] = attrs.get("elevation", 0.0)
+        ext = attrs.get("extrusion", None)
         if ext is not None and (abs(ext[0]) > 1e-12 or abs(ext[1]) > 1e-12 or ext[2] < 0):
             out = _vecs(e.ocs().points_to_wcs(out.tolist()))
         self._emit_polyline(layer, ctx, color, _xf(out, m), closed, "LWPOLYLINE")
@@ -760,8 +775,12 @@ class _Walker:
 
     def _insert(self, e: Any, m: np.ndarray | None, ctx: _Ctx, layer: str, color: Color) -> None:
         self.stats["inserts"] += 1
-        name = e.dxf.get("name", "")
-        block = e.block()
+        attrs = e.dxf.__dict__
+        name = attrs.get("name", "")
+        try:
+            block = self._blocks[name]
+        except KeyError:
+            block = self._blocks[name] = e.block()
         if block is None:
             self.skipped[f"INSERT of missing block {name!r}"[:60]] += 1
             return
@@ -772,14 +791,30 @@ class _Walker:
             self.warnings.append(f"block nesting deeper than {self.opt.max_block_depth} at "
                                  f"#{ctx.handle}; not expanded")
             return
-        inserts = list(e.multi_insert()) if e.mcount > 1 else [e]
+        multi = (attrs.get("row_spacing") or attrs.get("column_spacing")) and e.mcount > 1
+        inserts = list(e.multi_insert()) if multi else [e]
         for ins in inserts:
             bm = self._insert_matrix(ins, name, block)
-            if not np.all(np.isfinite(bm)) or abs(np.linalg.det(bm[:3, :3])) < 1e-300:
-                self.skipped["INSERT (degenerate transform)"] += 1
-                continue
-            full = bm if m is None else bm @ m
-            scale = float(np.max(np.linalg.norm(full[:3, :3], axis=1))) * self._dist_scale
+            if m is None and bm[0, 2] == 0.0 and bm[1, 2] == 0.0 and bm[2, 0] == 0.0 \
+                    and bm[2, 1] == 0.0:
+                # the usual 2D placement: same checks as below, in Python floats
+                a, b, c, d, sz = (float(bm[0, 0]), float(bm[0, 1]), float(bm[1, 0]),
+                                  float(bm[1, 1]), float(bm[2, 2]))
+                if not all(map(math.isfinite, (a, b, c, d, sz, float(bm[3, 0]),
+                                               float(bm[3, 1]), float(bm[3, 2])))) \
+                        or abs(sz * (a * d - b * c)) < 1e-300:
+                    self.skipped["INSERT (degenerate transform)"] += 1
+                    continue
+                full = bm
+                scale = max(math.sqrt(a * a + b * b), math.sqrt(c * c + d * d),
+                            math.sqrt(sz * sz)) \
+                    * self._dist_scale
+            else:
+                if not np.all(np.isfinite(bm)) or abs(np.linalg.det(bm[:3, :3])) < 1e-300:
+                    self.skipped["INSERT (degenerate transform)"] += 1
+                    continue
+                full = bm if m is None else bm @ m
+                scale = float(np.max(np.linalg.norm(full[:3, :3], axis=1))) * self._dist_scale
             bucket = int(round(math.log2(scale))) if scale > 0 else 0
             compiled = self._compile(name, block, bucket, ctx)
             if compiled is not None and compiled.ops:
@@ -790,7 +825,7 @@ class _Walker:
 
     def _insert_matrix(self, ins: Any, name: str, block: Any) -> np.ndarray:
         """The block-to-container transform; a direct formula for the usual 2D case."""
-        dxf = ins.dxf
+        dxf = ins.dxf.__dict__  # set attributes only, as dxf.get(key, default) reads them
         ext = dxf.get("extrusion", None)
         if ext is not None and (abs(ext[0]) > 1e-12 or abs(ext[1]) > 1e-12 or ext[2] <= 0):
             return _np_matrix(ins.matrix44())

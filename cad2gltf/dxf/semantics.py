@@ -122,8 +122,8 @@ class SemanticCollector:
     def take_polyline(self, category: str, key: str, pts: np.ndarray, closed: bool,
                       handle: str, color: Color) -> bool:
         """Offer a vertex chain; True when it was consumed (not to be drawn as linework)."""
-        _, layer, _ = self._split(key)
         if category in _EXTRUDED:
+            _, layer, _ = self._split(key)
             if closed or (pts.shape[0] >= 4 and np.allclose(pts[0, :2], pts[-1, :2])):
                 q = pts[:4, :2]
                 if category == "wall" and (pts.shape[0] == 4 or (
