@@ -866,6 +866,84 @@ class JobLedger:
             cur.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [int(row[0]) for row in cur.fetchall()]
 
+    # ------------------------------------------------------------------ companions
+
+    def query(self, sql: str, params: Iterable[Any] = (), *,
+              write: bool = False) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on the ledger's database and return its rows.
+
+        For the small tables that live beside the jobs (``perf_baselines``, maintenance
+        counts); the jobs themselves go through the methods above.
+
+        Args:
+            sql: one statement with ``?`` placeholders (both backends).
+            params: its parameters; ``datetime`` values must be timezone-aware and are
+                stored like the ledger's own timestamps.
+            write: run it in a locking transaction (``BEGIN`` / ``BEGIN IMMEDIATE``).
+
+        Returns:
+            The rows as tuples (empty for a statement without a result). Values come back
+            as the driver gives them: timestamps are datetimes on PostgreSQL and ISO-8601
+            text on SQLite, booleans are ints on SQLite.
+
+        Raises:
+            ValueError: a naive datetime parameter.
+            NetworkError: the database is unreachable (``LEDGER_UNAVAILABLE``).
+            StorageError: another database error (``LEDGER_ERROR``).
+        """
+        values = []
+        for value in params:
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ValueError("datetime parameters must be timezone-aware")
+                value = self._b.encode_ts(value)
+            values.append(value)
+        with self._session(write=write) as cur:
+            cur.execute(sql, values)
+            if cur.raw.description is None:
+                return []
+            return [tuple(row) for row in cur.fetchall()]
+
+    @contextmanager
+    def try_advisory_lock(self, key: int) -> Iterator[bool]:
+        """Try to take the cross-process lock ``key`` for the duration of the block.
+
+        PostgreSQL: ``pg_try_advisory_lock`` on a connection of its own, outside the pool
+        (a session lock taken on a pooled connection would be re-entrant for every later
+        borrower of that connection, and could be released from the wrong one). Leaving
+        the block unlocks and closes that connection; the server also drops the lock if
+        the process dies. SQLite (one machine): no lock, always yields True.
+
+        Yields:
+            True when this block holds the lock, False when another session does.
+
+        Raises:
+            NetworkError: the database is unreachable (``LEDGER_UNAVAILABLE``).
+            StorageError: another database error (``LEDGER_ERROR``).
+        """
+        if self._b.name != "postgres":
+            yield True
+            return
+        conn = self._b.connect()
+        try:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                    held = bool(cur.fetchone()[0])
+            except self._b.driver_errors as exc:
+                raise self._b.map_error(exc, conn)[0] from exc
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        with conn.cursor() as cur:
+                            cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    except self._b.driver_errors:
+                        pass  # closing the session below releases it anyway
+        finally:
+            self._b.close(conn)
+
     # ------------------------------------------------------------------ jobs
 
     def create_or_get(
