@@ -67,9 +67,10 @@ class Node:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def iter_nodes(self):
+        """This node and its descendants, depth first (pre-order)."""
         yield self
-        for child in self.children:
-            yield from child.iter_nodes()
+        if self.children:
+            yield from _walk(self.children)
 
 
 @dataclass
@@ -89,8 +90,8 @@ class Scene:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def iter_nodes(self):
-        for node in self.nodes:
-            yield from node.iter_nodes()
+        """All nodes, depth first (pre-order); iterative: scenes have ~100k nodes."""
+        return _walk(self.nodes)
 
     def iter_primitives(self):
         for node in self.iter_nodes():
@@ -144,11 +145,21 @@ class Scene:
 
     @property
     def vertex_count(self) -> int:
-        return sum(p.vertex_count for p in self.iter_primitives())
+        return sum(p.positions.shape[0] for p in self.iter_primitives())
 
     @property
     def has_geometry(self) -> bool:
-        return any(p.vertex_count for p in self.iter_primitives())
+        return any(p.positions.shape[0] for p in self.iter_primitives())
+
+
+def _walk(nodes: list[Node]):
+    stack = nodes[::-1]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        yield node
+        if node.children:
+            extend(node.children[::-1])
 
 
 class _Batch:
