@@ -165,10 +165,23 @@ async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
         key = idempotency_key(source_uri, dl["sha256"], options)
         job = _job_for(ledger, job_id, key, source_uri, options, callback_url, src["file_type"])
         if job.status == JobStatus.SUCCESS:
-            logger.info("job %s already succeeded; returning its result", job.job_id)
+            from tasks.runtime import get_store
+
+            if job.result_uri and get_store().exists(job.result_uri):
+                logger.info("job %s already succeeded; returning its result", job.job_id)
+                return {"job_id": job.job_id, "flow_run_id": owner, "status": "SUCCESS",
+                        "result_uri": job.result_uri, "preview_uri": job.preview_uri,
+                        "summary": None, "reused": True}
+            # the result expired (cleanup) while the job row lived on: convert again into
+            # the same deterministic keys; the finished job keeps its state
+            logger.info("job %s succeeded but its result is gone; converting again",
+                        job.job_id)
+            result = await route(source_uri, dl["local_path"], dl["sha256"], src["name"],
+                                 options, job_id=None, owner=owner)
             return {"job_id": job.job_id, "flow_run_id": owner, "status": "SUCCESS",
-                    "result_uri": job.result_uri, "preview_uri": job.preview_uri,
-                    "summary": None, "reused": True}
+                    "result_uri": result["result_uri"],
+                    "preview_uri": result.get("preview_uri"),
+                    "summary": result.get("summary"), "reused": False}
         claimed = await _claim(ledger, job, owner, {
             "stage": "validated", "progress": 10.0, "file_type": src["file_type"],
             "source_sha256": dl["sha256"]})

@@ -21,12 +21,11 @@ async def sweep_dead_letters(max_messages: int = 10_000) -> dict[str, Any]:
     """
     from prefect.artifacts import acreate_markdown_artifact
 
-    from tasks.deadletters import sweep_once
-    from tasks.locks import try_exclusive
-    from tasks.runtime import ledger_dsn
+    from tasks.deadletters import SWEEP_LOCK_KEY, sweep_once
+    from tasks.runtime import get_ledger
 
     logger = get_run_logger()
-    with try_exclusive(ledger_dsn(), "sweep-dead-letters") as got:
+    with get_ledger().try_advisory_lock(SWEEP_LOCK_KEY) as got:
         if not got:
             logger.warning("another sweep is running; this one does nothing")
             return {"skipped": "another sweep is running"}

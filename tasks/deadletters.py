@@ -25,10 +25,12 @@ from typing import Any
 from prefect import task
 
 from blocks.settings import PipelineSettings, get_settings
+from tasks.ledger import ADVISORY_LOCK_KEYS
 
 __all__ = ["DeadLetter", "Decision", "decide", "read_letter", "requeue_letter", "sweep_once"]
 
 TRANSIENT = {"STORAGE_ERROR", "NETWORK_ERROR"}
+SWEEP_LOCK_KEY = ADVISORY_LOCK_KEYS["sweep"]
 
 
 @dataclass

@@ -36,6 +36,7 @@ ISO-8601 text with microseconds on SQLite) and come back as timezone-aware datet
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import sqlite3
@@ -77,7 +78,13 @@ __all__ = [
 SQL_DIR = Path(__file__).resolve().with_name("sql")
 """Folder of the numbered migration files."""
 
-_MIGRATE_LOCK_KEY = 0x0CAD2617F0001  # pg_advisory_xact_lock key of migrate()
+# Every advisory lock key the project uses, in one place so they can never collide.
+ADVISORY_LOCK_KEYS = {
+    "migrate": 0x0CAD2617F0001,  # pg_advisory_xact_lock of migrate()
+    "cleanup": 0x0CAD2617F0002,  # one cleanup flow at a time
+    "sweep": 0x0CAD2617F0003,    # one dead-letter sweep at a time
+}
+_MIGRATE_LOCK_KEY = ADVISORY_LOCK_KEYS["migrate"]
 _MAX_ERROR_MESSAGE = 10_000  # longer error messages are truncated
 
 
@@ -912,7 +919,8 @@ class JobLedger:
         (a session lock taken on a pooled connection would be re-entrant for every later
         borrower of that connection, and could be released from the wrong one). Leaving
         the block unlocks and closes that connection; the server also drops the lock if
-        the process dies. SQLite (one machine): no lock, always yields True.
+        the process dies. SQLite (one machine): an exclusive ``flock`` on a file beside
+        the database (``:memory:`` has no other process to guard against: True).
 
         Yields:
             True when this block holds the lock, False when another session does.
@@ -922,7 +930,22 @@ class JobLedger:
             StorageError: another database error (``LEDGER_ERROR``).
         """
         if self._b.name != "postgres":
-            yield True
+            if getattr(self._b, "memory", True):
+                yield True
+                return
+            import fcntl
+
+            fd = os.open(f"{self._b.path}.lock-{key & 0xFFFFFFFFFFFFFFFF:x}",
+                         os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                except BlockingIOError:
+                    held = False
+                yield held
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
             return
         conn = self._b.connect()
         try:

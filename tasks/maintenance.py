@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from prefect import get_run_logger, task
+from tasks.ledger import ADVISORY_LOCK_KEYS
 
 __all__ = [
     "CLEANUP_LOCK_KEY",
@@ -56,8 +57,8 @@ __all__ = [
     "timed_run",
 ]
 
-CLEANUP_LOCK_KEY = 0x0CAD2617F0002
-"""PostgreSQL advisory-lock key held by a running cleanup (``migrate`` uses ...0001)."""
+CLEANUP_LOCK_KEY = ADVISORY_LOCK_KEYS["cleanup"]
+"""PostgreSQL advisory-lock key held by a running cleanup (see ADVISORY_LOCK_KEYS)."""
 
 SLA_P95_SECONDS = 5.0
 """Service level for DXF: 95 % of files converted end to end within 5 s."""

@@ -222,7 +222,9 @@ def test_try_advisory_lock(pg_dsn, tmp_path):
             assert again is True  # released on exit
     with open_ledger(f"sqlite:///{tmp_path / 'j.sqlite3'}") as led:
         with led.try_advisory_lock(1) as a, led.try_advisory_lock(1) as b:
-            assert a is True and b is True  # SQLite: one machine, no lock
+            assert a is True and b is False  # SQLite: a file lock beside the database
+        with led.try_advisory_lock(1) as again:
+            assert again is True
 
 
 # --------------------------------------------------------------------------- cleanup

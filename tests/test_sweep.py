@@ -138,11 +138,13 @@ def test_sweep_requeues_drops_and_keeps(env):
 
 def test_two_sweeps_never_run_at_once(env):
     from flows.sweep import sweep_dead_letters
-    from tasks.locks import try_exclusive
+    from tasks.deadletters import SWEEP_LOCK_KEY
+    from tasks.ledger import open_ledger
     from tasks.runtime import ledger_dsn
 
     _dead_letter(env, str(uuid.uuid4()), "VALIDATION_ERROR")
-    with try_exclusive(ledger_dsn(), "sweep-dead-letters") as got:
+    # another process's session holds the lock
+    with open_ledger(ledger_dsn()) as other, other.try_advisory_lock(SWEEP_LOCK_KEY) as got:
         assert got
         assert asyncio.run(sweep_dead_letters()) == {"skipped": "another sweep is running"}
     assert asyncio.run(sweep_dead_letters())["drop"] == 1
