@@ -175,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *,
+         parser_factory: Any = None) -> int:
+    """Run the command line; ``parser_factory`` lets the pipeline CLI add its commands."""
+    parser = (parser_factory or build_parser)()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0

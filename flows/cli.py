@@ -306,22 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("cad2gltf: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - no tracebacks for users
-        if os.environ.get("CAD2GLTF_DEBUG"):
-            traceback.print_exc()
-        err = classify(exc)
-        print(f"cad2gltf: error: [{err.full_code}] {err.message}", file=sys.stderr)
-        return core_cli.EXIT_FAILED
+    return core_cli.main(argv, parser_factory=build_parser)
 
 
 if __name__ == "__main__":  # pragma: no cover

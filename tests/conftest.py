@@ -120,3 +120,35 @@ def flaky_proxy(moto_s3):
     finally:
         for proxy in started:
             proxy.stop()
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """A channel to the real RabbitMQ on 127.0.0.1 with this test's own exchange and
+    queue names (deleted afterwards); fails, never skips, when RabbitMQ is down."""
+    import uuid
+
+    from tasks.amqp import connect
+    from tasks.runtime import reset_runtime
+
+    tag = uuid.uuid4().hex[:8]
+    names = {"CAD2GLTF_AMQP_EXCHANGE": f"t-{tag}", "CAD2GLTF_AMQP_QUEUE": f"t-{tag}.convert",
+             "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"t-{tag}.dlx",
+             "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"t-{tag}.dlq"}
+    for k, v in names.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("CAD2GLTF_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    reset_runtime()
+    try:
+        conn = connect()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"RabbitMQ is not reachable on 127.0.0.1:5672: {exc}")
+    channel = conn.channel()
+    channel.confirm_delivery()
+    yield channel, names
+    for q in (names["CAD2GLTF_AMQP_QUEUE"], names["CAD2GLTF_AMQP_DEAD_LETTER_QUEUE"]):
+        channel.queue_delete(q)
+    for x in (names["CAD2GLTF_AMQP_EXCHANGE"], names["CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE"]):
+        channel.exchange_delete(x)
+    conn.close()
+    reset_runtime()

@@ -44,43 +44,25 @@ def test_incomplete_transient_letter_is_kept():
 
 
 @pytest.fixture
-def env(pg_dsn, tmp_path, monkeypatch):
+def env(broker, pg_dsn, tmp_path, monkeypatch):
+    """The broker's own topology, the ledger on PostgreSQL, short sweep delays, Prefect."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from tasks.amqp import connect
+    from blocks.settings import get_settings
+    from tasks.amqp import declare_topology
     from tasks.runtime import reset_runtime
 
-    tag = uuid.uuid4().hex[:8]
-    for k, v in {"CAD2GLTF_AMQP_EXCHANGE": f"s-{tag}", "CAD2GLTF_AMQP_QUEUE": f"s-{tag}.q",
-                 "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"s-{tag}.dlx",
-                 "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"s-{tag}.dlq",
-                 "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
-                 "CAD2GLTF_LEDGER_DSN": pg_dsn, "CAD2GLTF_HOME": str(tmp_path / "home"),
+    for k, v in {"CAD2GLTF_LEDGER_DSN": pg_dsn, "CAD2GLTF_HOME": str(tmp_path / "home"),
                  "CAD2GLTF_DLQ_RETRY_AFTER_TRANSIENT_SECONDS": "0",
                  "CAD2GLTF_DLQ_RETRY_AFTER_TIMEOUT_SECONDS": "3600",
                  "CAD2GLTF_RETRY_BACKOFF_SECONDS": "0.01",
                  "CAD2GLTF_TASK_RETRIES": "2"}.items():
         monkeypatch.setenv(k, v)
     reset_runtime()
-    try:
-        conn = connect()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"RabbitMQ is not reachable on 127.0.0.1:5672: {exc}")
-    channel = conn.channel()
-    channel.confirm_delivery()
-    from blocks.settings import get_settings
-    from tasks.amqp import declare_topology
-
+    channel = broker[0]
     declare_topology(channel, get_settings())
     with prefect_test_harness(server_startup_timeout=120):
         yield channel
-    s = get_settings()
-    channel.queue_delete(s.amqp_queue)
-    channel.queue_delete(s.amqp_dead_letter_queue)
-    channel.exchange_delete(s.amqp_exchange)
-    channel.exchange_delete(s.amqp_dead_letter_exchange)
-    conn.close()
-    reset_runtime()
 
 
 def _dead_letter(channel, job_id: str, code: str, minutes_ago: float = 30) -> None:

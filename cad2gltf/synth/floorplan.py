@@ -28,7 +28,6 @@ when asked).
 
 from __future__ import annotations
 
-import gc
 import io
 import math
 import random
@@ -45,6 +44,8 @@ from ezdxf import bbox as _ezbbox
 from ezdxf.document import Drawing
 from ezdxf.enums import TextEntityAlignment
 from ezdxf.lldxf import const as _const
+
+from cad2gltf.gcpause import gc_paused
 
 __all__ = [
     "FloorPlan",
@@ -421,7 +422,7 @@ def generate_large_drawing(
     if target < 1:
         raise ValueError("target_entities must be >= 1")
     _check_version(dxfversion)
-    with _gc_paused():
+    with gc_paused():
         return _large_drawing(target, int(seed), dxfversion)
 
 
@@ -1402,22 +1403,6 @@ def _set_extents(doc: Drawing, extents: tuple[tuple[float, float], tuple[float, 
     msp = doc.modelspace()
     msp.dxf.extmin = (x0, y0, 0.0)
     msp.dxf.extmax = (x1, y1, 0.0)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building a large document.
-
-    ezdxf allocates a dozen objects per entity, none of them garbage; the collector
-    keeps rescanning the growing heap for nothing (10-25 % of the build time).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @contextmanager
