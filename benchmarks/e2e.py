@@ -15,7 +15,6 @@ namespace via a fresh schema); broker: RabbitMQ on 127.0.0.1 with its own queue 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
