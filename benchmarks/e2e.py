@@ -165,14 +165,11 @@ def main() -> int:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        import pika
+        from blocks.settings import PipelineSettings
+        from tasks.amqp import connect, delete_topology
 
-        c = pika.BlockingConnection(pika.URLParameters(env["CAD2GLTF_AMQP_URL"]))
-        chn = c.channel()
-        for q in (env["CAD2GLTF_AMQP_QUEUE"], env["CAD2GLTF_AMQP_DEAD_LETTER_QUEUE"]):
-            chn.queue_delete(q)
-        for x in (env["CAD2GLTF_AMQP_EXCHANGE"], env["CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE"]):
-            chn.exchange_delete(x)
+        c = connect(env["CAD2GLTF_AMQP_URL"])
+        delete_topology(c.channel(), PipelineSettings())  # os.environ holds this run's names
         c.close()
         with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c2, \
                 c2.cursor() as cur:

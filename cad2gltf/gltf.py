@@ -147,8 +147,7 @@ class _Writer:
             if prim.vertex_count == 0:
                 continue
             if prim.kind == "triangles":
-                tri = prim.positions[prim.indices] if prim.indices is not None else prim.positions
-                tri = tri[: tri.shape[0] - tri.shape[0] % 3]
+                tri = prim.triangles()
                 if tri.shape[0]:
                     mat = self._material(prim.color, False, prim.double_sided)
                     self._tris.append((entry, mat, tri))

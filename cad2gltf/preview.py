@@ -62,8 +62,7 @@ def preview_png(scene: Scene, size: int = 768, margin: int = 16, *,
             if prim.vertex_count == 0:
                 continue
             if prim.kind == "triangles":
-                tri = prim.positions[prim.indices] if prim.indices is not None else prim.positions
-                tri = tri[: tri.shape[0] - tri.shape[0] % 3]
+                tri = prim.triangles()
                 (solids if solid else fills).setdefault(prim.color, []).append(tri)
             elif prim.kind == "lines":
                 lines.setdefault(prim.color, []).append(prim.positions)

@@ -48,6 +48,11 @@ class Primitive:
     def vertex_count(self) -> int:
         return int(self.positions.shape[0])
 
+    def triangles(self) -> np.ndarray:
+        """Triangle soup ``(3k, 3)``: indexed triangles resolved, a ragged tail dropped."""
+        tri = self.positions[self.indices] if self.indices is not None else self.positions
+        return tri[: tri.shape[0] - tri.shape[0] % 3]
+
 
 @dataclass
 class Node:

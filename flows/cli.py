@@ -232,7 +232,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     """List, requeue or drop dead letters; untouched letters go back to the queue."""
     from blocks.settings import get_settings
     from tasks.amqp import connect, declare_topology
-    from tasks.deadletters import read_letter, requeue_letter
+    from tasks.deadletters import requeue_letter, take_letters
     from tasks.runtime import get_ledger
 
     _quiet_prefect(False)
@@ -243,14 +243,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
         channel = conn.channel()
         channel.confirm_delivery()
         declare_topology(channel, settings)
-        taken = []
-        while True:
-            method, props, body = channel.basic_get(settings.amqp_dead_letter_queue,
-                                                    auto_ack=False)
-            if method is None:
-                break
-            taken.append(read_letter(method.delivery_tag, props.headers, body))
-        for letter in taken:
+        for letter in take_letters(channel, settings):
             if args.action == "list":
                 print(json.dumps(letter.summary()))
                 channel.basic_nack(letter.delivery_tag, requeue=True)

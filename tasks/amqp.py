@@ -17,7 +17,7 @@ from typing import Any
 from blocks.settings import PipelineSettings, get_settings
 from cad2gltf.errors import NetworkError
 
-__all__ = ["amqp_url", "connect", "declare_topology", "publish"]
+__all__ = ["amqp_url", "connect", "declare_topology", "delete_topology", "publish"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 REASON_HEADER = "x-cad2gltf-reason"
@@ -75,6 +75,15 @@ def declare_topology(channel: Any, settings: PipelineSettings | None = None) -> 
         "x-dead-letter-exchange": s.amqp_dead_letter_exchange,
     })
     channel.queue_bind(s.amqp_queue, s.amqp_exchange, routing_key=s.amqp_routing_key)
+
+
+def delete_topology(channel: Any, settings: PipelineSettings | None = None) -> None:
+    """Remove what :func:`declare_topology` declared (tests and benchmarks clean up)."""
+    s = settings or get_settings()
+    for queue in (s.amqp_queue, s.amqp_dead_letter_queue):
+        channel.queue_delete(queue)
+    for exchange in (s.amqp_exchange, s.amqp_dead_letter_exchange):
+        channel.exchange_delete(exchange)
 
 
 def publish(channel: Any, exchange: str, routing_key: str, body: bytes, *,

@@ -27,7 +27,8 @@ from prefect import task
 from blocks.settings import PipelineSettings, get_settings
 from tasks.ledger import ADVISORY_LOCK_KEYS
 
-__all__ = ["DeadLetter", "Decision", "decide", "read_letter", "requeue_letter", "sweep_once"]
+__all__ = ["DeadLetter", "Decision", "decide", "read_letter", "requeue_letter", "sweep_once",
+           "take_letters"]
 
 TRANSIENT = {"STORAGE_ERROR", "NETWORK_ERROR"}
 SWEEP_LOCK_KEY = ADVISORY_LOCK_KEYS["sweep"]
@@ -114,6 +115,19 @@ def decide(letter: DeadLetter, reprocess_count: int, now: datetime,
     return Decision("keep", f"{code} needs a person")
 
 
+def take_letters(channel: Any, settings: PipelineSettings,
+                 max_messages: int | None = None) -> list[DeadLetter]:
+    """Take letters off the dead-letter queue *unacked*: each must then be acked (done
+    with) or nacked back; closing the channel returns whatever was neither."""
+    taken: list[DeadLetter] = []
+    while max_messages is None or len(taken) < max_messages:
+        method, props, body = channel.basic_get(settings.amqp_dead_letter_queue, auto_ack=False)
+        if method is None:
+            break
+        taken.append(read_letter(method.delivery_tag, props.headers, body))
+    return taken
+
+
 def requeue_letter(channel: Any, letter: Any, settings: Any, ledger: Any) -> None:
     """Publish the request again (next reprocess round) and mark the job REPROCESSING."""
     from tasks.amqp import publish
@@ -148,13 +162,7 @@ def sweep_once(max_messages: int = 10_000, now: datetime | None = None) -> dict[
         channel = conn.channel()
         channel.confirm_delivery()
         declare_topology(channel, settings)
-        taken = []
-        while len(taken) < max_messages:
-            method, props, body = channel.basic_get(settings.amqp_dead_letter_queue,
-                                                    auto_ack=False)
-            if method is None:
-                break
-            taken.append(read_letter(method.delivery_tag, props.headers, body))
+        taken = take_letters(channel, settings, max_messages)
         for letter in taken:
             job = ledger.get(letter.job_id) if letter.job_id else None
             decision = decide(letter, job.reprocess_count if job else 0, now, settings)

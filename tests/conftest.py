@@ -146,9 +146,56 @@ def broker(monkeypatch):
     channel = conn.channel()
     channel.confirm_delivery()
     yield channel, names
-    for q in (names["CAD2GLTF_AMQP_QUEUE"], names["CAD2GLTF_AMQP_DEAD_LETTER_QUEUE"]):
-        channel.queue_delete(q)
-    for x in (names["CAD2GLTF_AMQP_EXCHANGE"], names["CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE"]):
-        channel.exchange_delete(x)
+    from blocks.settings import PipelineSettings
+    from tasks.amqp import delete_topology
+
+    delete_topology(channel, PipelineSettings())  # the names are still in the environment
     conn.close()
     reset_runtime()
+
+
+def fresh_schema_dsn(pg_dsn: str, prefix: str = "t") -> str:
+    """A DSN whose search_path is a new, empty schema of the test database."""
+    import uuid
+    from urllib.parse import urlencode, urlsplit
+
+    import psycopg2
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(pg_dsn, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+    conn.close()
+    parts = urlsplit(pg_dsn)
+    return parts._replace(query=urlencode({"options": f"-csearch_path={schema}"})).geturl()
+
+
+@pytest.fixture
+def callback_server():
+    """A local HTTP receiver for job callbacks: ``.url`` and the JSON bodies it got."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    class Receiver:
+        url = f"http://127.0.0.1:{server.server_port}/callback"
+
+    receiver = Receiver()
+    receiver.received = received
+    yield receiver
+    server.shutdown()

@@ -159,12 +159,10 @@ def test_deployment_run_through_worker(stack):
     assert art.returncode == 0 and "e2e.glb" in art.stdout, art.stdout + art.stderr
 
 
-def test_rabbitmq_request_end_to_end(stack, tmp_path):
+def test_rabbitmq_request_end_to_end(stack, tmp_path, callback_server):
     """submit -> RabbitMQ -> listener -> one flow run on the worker -> GLB stored ->
     job SUCCESS -> callback received by a local HTTP server."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
 
     env = dict(stack["env"])
     tag = uuid.uuid4().hex[:8]
@@ -172,25 +170,13 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path):
                 "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"e2e-{tag}.dlx",
                 "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
                 "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F"})
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    received = callback_server.received
     drawing = tmp_path / "queued.dxf"
     drawing.write_bytes(encode_floorplan(generate_floorplan(seed=9, rooms_x=2, rooms_y=1)))
     try:
         sub = subprocess.run(
             [sys.executable, "-m", "flows.cli", "submit", str(drawing), "--callback",
-             f"http://127.0.0.1:{server.server_port}/cb"], env=env, cwd=REPO,
+             callback_server.url], env=env, cwd=REPO,
             capture_output=True, text=True, timeout=120)
         assert sub.returncode == 0, sub.stdout + sub.stderr
         job_id = json.loads(sub.stdout.splitlines()[0])["job_id"]
@@ -215,13 +201,11 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path):
         assert [r["status"] for r in received] == ["SUCCESS"]
         assert received[0]["job_id"] == job_id
     finally:
-        server.shutdown()
-        import pika
+        from blocks.settings import PipelineSettings
+        from tasks.amqp import connect, delete_topology
 
-        conn = pika.BlockingConnection(pika.URLParameters(env["CAD2GLTF_AMQP_URL"]))
-        ch = conn.channel()
-        for q in (env["CAD2GLTF_AMQP_QUEUE"], env["CAD2GLTF_AMQP_DEAD_LETTER_QUEUE"]):
-            ch.queue_delete(q)
-        for x in (env["CAD2GLTF_AMQP_EXCHANGE"], env["CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE"]):
-            ch.exchange_delete(x)
+        names = {k.removeprefix("CAD2GLTF_").lower(): v for k, v in env.items()
+                 if k.startswith("CAD2GLTF_AMQP_")}
+        conn = connect(env["CAD2GLTF_AMQP_URL"])
+        delete_topology(conn.channel(), PipelineSettings(**names))
         conn.close()

@@ -10,11 +10,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from cad2gltf.errors import InternalError, NetworkError, StorageError
+from tests.conftest import fresh_schema_dsn
 from tasks.ledger import (
     ALLOWED_TRANSITIONS,
     FINISHED_STATUSES,
@@ -37,17 +38,7 @@ BACKENDS = ["postgres", "sqlite"]
 
 
 def _fresh_schema_dsn(pg_dsn: str) -> str:
-    """A DSN whose search_path is a new, empty schema of the test database."""
-    import psycopg2
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(pg_dsn, connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    conn.close()
-    parts = urlsplit(pg_dsn)
-    return parts._replace(query=urlencode({"options": f"-csearch_path={schema}"})).geturl()
+    return fresh_schema_dsn(pg_dsn, "t")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,7 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,23 +29,14 @@ from tasks.maintenance import (
     retention_cutoffs,
     summarise,
 )
+from tests.conftest import fresh_schema_dsn
 from tests.gltf_validator import assert_valid_glb, format_report, validate_many
 
 DAY = 86400.0
 
 
 def _fresh_schema_dsn(pg_dsn: str) -> str:
-    """A DSN whose search_path is a new, empty schema of the test database."""
-    import psycopg2
-
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(pg_dsn, connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    conn.close()
-    parts = urlsplit(pg_dsn)
-    return parts._replace(query=urlencode({"options": f"-csearch_path={schema}"})).geturl()
+    return fresh_schema_dsn(pg_dsn, "m")
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,7 @@ for transient errors, two concurrent runs of one job, callbacks.
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -245,34 +242,17 @@ def test_two_concurrent_runs_of_one_job_make_one_result(pipeline):
     assert job.status.value == "SUCCESS"
 
 
-def test_callback_receives_the_outcome(pipeline, monkeypatch):
+def test_callback_receives_the_outcome(pipeline, callback_server):
     from flows.convert import convert_file
 
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/done"
-        out = _run(convert_file(pipeline.upload("cb.dxf", _plan_bytes(seed=5)),
-                                callback_url=url))
-        with pytest.raises(ConversionError):
-            _run(convert_file(pipeline.upload("cb-bad.dxf", b"garbage" * 10), callback_url=url))
-        with pytest.raises(ConversionError):  # not an allowed host: refused, not called
-            _run(convert_file(pipeline.upload("cb2.dxf", _plan_bytes(seed=6)),
-                              callback_url="http://example.invalid/x"))
-    finally:
-        server.shutdown()
+    url = callback_server.url
+    out = _run(convert_file(pipeline.upload("cb.dxf", _plan_bytes(seed=5)), callback_url=url))
+    with pytest.raises(ConversionError):
+        _run(convert_file(pipeline.upload("cb-bad.dxf", b"garbage" * 10), callback_url=url))
+    with pytest.raises(ConversionError):  # not an allowed host: refused, not called
+        _run(convert_file(pipeline.upload("cb2.dxf", _plan_bytes(seed=6)),
+                          callback_url="http://example.invalid/x"))
+    received = callback_server.received
     assert [r["status"] for r in received] == ["SUCCESS", "FAILURE"]
     assert received[0]["job_id"] == out["job_id"] and received[0]["result_uri"]
     assert received[1]["error_code"] == "VALIDATION_ERROR"
