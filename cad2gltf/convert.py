@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cad2gltf.errors import ConversionError, InvalidInputError, ParsingError, classify
+from cad2gltf.errors import ConversionError, ParsingError, classify
 from cad2gltf.gcpause import gc_paused
 from cad2gltf.options import ConvertOptions
 from cad2gltf.scene import Scene
@@ -30,9 +30,9 @@ def _read_dxf(path: Path, options: ConvertOptions) -> Scene:
 
 
 def _read_pdf(path: Path, options: ConvertOptions) -> Scene:
-    raise InvalidInputError("PDF drawings are recognised but their conversion is not "
-                            "available in this version", subcode="UNSUPPORTED_TYPE",
-                            details={"detected": "pdf"})
+    from cad2gltf.pdf.reader import pdf_readfile
+
+    return pdf_readfile(path, options)
 
 
 READERS: dict[str, Callable[[Path, ConvertOptions], Scene]] = {

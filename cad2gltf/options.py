@@ -27,6 +27,10 @@ DEFAULT_LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("stair", _W.format("STRS|STAIRS?|TREPPEN?")),
 )
 
+#: PDF fields and their defaults: left out of ``to_dict()`` while at these values
+_PDF_DEFAULTS: dict[str, Any] = {"scale": None, "dpi": 150, "detect_symbols": False,
+                                 "pages": None, "ground_plane": False, "glb_per_page": False}
+
 _UNITS = ("mm", "cm", "m", "km", "in", "ft", "yd", "mi", "um")
 
 
@@ -57,6 +61,14 @@ class ConvertOptions:
             ``extras.origin_offset_m``); large world coordinates lose float32 precision.
         max_block_depth: nesting limit for block references.
         max_vertices: refuse drawings that would produce more vertices (memory guard).
+        scale: PDF drawing scale as ``"1:100"`` (None: inferred from a scale note on the
+            page, else :data:`cad2gltf.pdf.scale.DEFAULT_SCALE`, 1:100).
+        dpi: render resolution of scanned PDF pages (dots per inch).
+        detect_symbols: run the symbol detector on PDF pages (doors, windows, stairs...).
+        pages: PDF page selection as ``"1-3,7"`` (1-based; None: all pages).
+        ground_plane: lay each PDF page's render under the model as a textured plane.
+        glb_per_page: with the PDF core API (:func:`cad2gltf.pdf.pdf_pages_to_glb`),
+            one GLB per page; the file converter always writes one GLB.
     """
 
     default_units: str = "mm"
@@ -78,6 +90,14 @@ class ConvertOptions:
     recenter: bool = True
     max_block_depth: int = 24
     max_vertices: int = 60_000_000
+    # PDF only (new fields go last and stay out of to_dict() while at their defaults,
+    # so that DXF cache keys and provenance do not change)
+    scale: str | None = None
+    dpi: int = 150
+    detect_symbols: bool = False
+    pages: str | None = None
+    ground_plane: bool = False
+    glb_per_page: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> InvalidInputError:
@@ -103,6 +123,16 @@ class ConvertOptions:
             raise bad("limits must be positive")
         import re
 
+        if self.scale is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*:\s*\d+(\.\d+)?\s*",
+                                                       str(self.scale)):
+            raise bad(f"scale must look like '1:100', not {self.scale!r}")
+        if self.scale is not None and float(str(self.scale).split(":")[0]) <= 0:
+            raise bad("scale must be positive")
+        if not (36 <= self.dpi <= 600):
+            raise bad("dpi must be within 36..600")
+        if self.pages is not None and not re.fullmatch(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*",
+                                                       str(self.pages)):
+            raise bad(f"pages must look like '1-3,7', not {self.pages!r}")
         for rule in self.layer_rules:
             if len(rule) != 2:
                 raise bad("layer_rules are (category, regex) pairs")
@@ -137,6 +167,9 @@ class ConvertOptions:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["layer_rules"] = [list(r) for r in self.layer_rules]
+        for name, default in _PDF_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]  # keeps existing cache keys and provenance stable
         return d
 
     def canonical_json(self) -> str:

@@ -1,0 +1,181 @@
+"""Scanned pages: walls from a raster image with OpenCV.
+
+:func:`find_walls` takes a grayscale render of the page and returns wall rectangles in
+pixels of the deskewed image:
+
+1. **binarise** (Otsu) so that ink is 255, then **denoise** (a 2x2 opening removes scan
+   speckle; a median keeps edges);
+2. **deskew**: the dominant direction of long straight strokes (probabilistic Hough) is
+   folded into (-45°, 45°]; rotations up to ``max_skew_deg`` are undone;
+3. **remove text blobs**: connected components smaller than ``text_max_m`` in both
+   directions (letters, numbers, small symbols) are erased;
+4. **walls**: a morphological opening with a long thin kernel (``min_wall_length_m``)
+   keeps horizontal (then vertical) strokes only; each remaining component is measured
+   by its mean thickness: thick ones (poché, filled walls) are walls as drawn, thin ones
+   are the faces of walls drawn as parallel lines and are paired when they lie
+   ``min_wall_thickness..max_wall_thickness`` apart and overlap along their length.
+
+Pixels become metres with the page scale (:class:`cad2gltf.pdf.scale.PageScale`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cad2gltf.options import ConvertOptions
+
+__all__ = ["ScanResult", "find_walls"]
+
+
+@dataclass
+class ScanResult:
+    """Walls found on a scanned page.
+
+    Attributes:
+        walls: ``(k, 5)`` rows ``x0, y0, x1, y1, kind`` in pixels of the deskewed image
+            (axis-aligned rectangles; kind 0 = thick stroke, 1 = line pair).
+        skew_deg: the rotation that was undone (counter-clockwise on the image).
+        matrix: 2x3 affine map from original pixels to deskewed pixels.
+        text_blobs: number of small components erased as text.
+    """
+
+    walls: np.ndarray
+    skew_deg: float
+    matrix: np.ndarray
+    text_blobs: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def find_walls(gray: np.ndarray, metres_per_pixel: float, options: ConvertOptions, *,
+               max_skew_deg: float = 5.0, min_wall_length_m: float = 0.5,
+               text_max_m: float = 0.35) -> ScanResult:
+    """Find wall rectangles in a grayscale page image (dark ink on light paper).
+
+    Args:
+        gray: ``(h, w)`` uint8 image.
+        metres_per_pixel: drawing scale at the image's resolution.
+        options: wall thickness bounds (``min_wall_thickness``, ``max_wall_thickness``).
+        max_skew_deg: larger rotations are not undone (taken as drawn).
+        min_wall_length_m: shorter straight strokes are not walls.
+        text_max_m: components smaller than this in both directions are text.
+
+    Returns:
+        The walls (pixels, deskewed frame), the skew and the pixel transform.
+    """
+    import cv2
+
+    px = 1.0 / metres_per_pixel  # pixels per metre
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    ink = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    ink = cv2.medianBlur(ink, 3)
+    h, w = ink.shape
+    long_px = max(8, int(round(min_wall_length_m * px)))
+    angle = _skew(ink, long_px, max_skew_deg)
+    matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    if abs(angle) > 0.05:
+        matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+        ink = cv2.warpAffine(ink, matrix, (w, h), flags=cv2.INTER_NEAREST,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # text: small components
+    n, labels, st, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    small = (st[:, cv2.CC_STAT_WIDTH] < text_max_m * px) & \
+            (st[:, cv2.CC_STAT_HEIGHT] < text_max_m * px)
+    small[0] = False
+    blobs = int(small.sum())
+    if blobs:
+        ink[small[labels]] = 0
+    t_min = options.min_wall_thickness * px
+    t_max = options.max_wall_thickness * px
+    thick = max(4.5, 0.06 * px, t_min)
+    rows: list[tuple[float, float, float, float, float]] = []
+    for axis in (0, 1):
+        img = ink if axis == 0 else np.ascontiguousarray(ink.T)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (long_px, 1))
+        mask = cv2.morphologyEx(img, cv2.MORPH_OPEN, kernel)
+        for x0, y0, x1, y1, kind in _runs(mask, thick, t_min, t_max, long_px):
+            rows.append((x0, y0, x1, y1, kind) if axis == 0 else (y0, x0, y1, x1, kind))
+    walls = np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 5)
+    return ScanResult(walls=walls, skew_deg=float(angle), matrix=matrix, text_blobs=blobs,
+                      stats={"scan_walls": int(walls.shape[0]), "text_blobs": blobs})
+
+
+def _skew(ink: np.ndarray, long_px: int, max_deg: float) -> float:
+    """Dominant small rotation (degrees, counter-clockwise) of long strokes."""
+    import cv2
+
+    f = 1.0
+    img = ink
+    if max(ink.shape) > 1600:  # Hough on a reduced image: the angle does not need detail
+        f = 1600.0 / max(ink.shape)
+        img = cv2.resize(ink, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        img = (img > 64).astype(np.uint8) * 255
+    min_len = max(20, int(long_px * f * 2))
+    lines = cv2.HoughLinesP(img, 1, np.pi / 1440, threshold=max(20, min_len // 2),
+                            minLineLength=min_len, maxLineGap=3)
+    if lines is None or len(lines) == 0:
+        return 0.0
+    seg = lines[:, 0, :].astype(np.float64)
+    dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
+    ang = np.degrees(np.arctan2(dy, dx))
+    ang = (ang + 45.0) % 90.0 - 45.0  # fold: horizontal and vertical strokes agree
+    length = np.hypot(dx, dy)
+    ok = np.abs(ang) <= max_deg
+    if not ok.any():
+        return 0.0
+    a, wgt = ang[ok], length[ok]
+    order = np.argsort(a)
+    cum = np.cumsum(wgt[order])
+    med = float(a[order][np.searchsorted(cum, cum[-1] / 2.0)])
+    near = np.abs(a - med) < 0.5
+    est = float(np.average(a[near], weights=wgt[near]))
+    # image y grows downwards: a stroke at +a in image terms is rotated clockwise on paper;
+    # cv2.getRotationMatrix2D rotates counter-clockwise (as seen) by a positive angle
+    return round(est, 3)
+
+
+def _runs(mask: np.ndarray, thick: float, t_min: float, t_max: float, long_px: int):
+    """Horizontal wall rectangles ``(x0, y0, x1, y1, kind)`` from a mask of long runs."""
+    import cv2
+
+    n, labels, st, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    lines: list[tuple[float, float, float, float]] = []  # (yc, x0, x1, lw)
+    out: list[tuple[float, float, float, float, float]] = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in st[i, :5])
+        if w < long_px:
+            continue
+        lw = area / float(w)
+        if lw >= thick:
+            if lw > 1.5 * t_max:
+                continue  # a filled area, not a wall stroke
+            out.append((float(x), float(y), float(x + w), float(y + h), 0.0))
+        else:
+            # mean centre row of the component's pixels
+            ys, _ = np.nonzero(labels[y:y + h, x:x + w] == i)
+            lines.append((y + float(ys.mean()) + 0.5, float(x), float(x + w), lw))
+    if lines:
+        lines.sort()
+        arr = np.asarray(lines)
+        used_pairs: set[tuple[int, int]] = set()
+        for a in range(arr.shape[0]):
+            ya, xa0, xa1, la = arr[a]
+            best = None
+            for b in range(a + 1, arr.shape[0]):
+                yb, xb0, xb1, lb = arr[b]
+                gap = yb - ya
+                if gap > t_max + la:
+                    break
+                if gap + (la + lb) / 2.0 < max(t_min, 2.0):
+                    continue
+                lo, hi = max(xa0, xb0), min(xa1, xb1)
+                if hi - lo < 0.5 * long_px:
+                    continue
+                best = (b, lo, hi)
+                break  # the nearest partner below: a wall's other face
+            if best is not None and (a, best[0]) not in used_pairs:
+                b, lo, hi = best
+                used_pairs.add((a, b))
+                out.append((lo, ya - la / 2.0, hi, arr[b][0] + arr[b][3] / 2.0, 1.0))
+    return out

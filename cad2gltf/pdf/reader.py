@@ -1,0 +1,322 @@
+"""PDF drawing -> :class:`~cad2gltf.scene.Scene`, page by page, in bounded memory.
+
+The file is opened from its path (:func:`cad2gltf.pdf.document.open_pdf`: encryption,
+active content, empty documents and repairs are dealt with there). Pages are read in
+chunks of :data:`CHUNK` pages: each page's content is extracted (and rendered when it is
+a scan or when symbols are detected), the PyMuPDF page is dropped, the chunk's renders
+go through the detector in one batch, then each page becomes one ``page-N`` node:
+
+* vector pages: :mod:`cad2gltf.pdf.vector` (paths, fills, text, layer semantics);
+* scanned pages (little vector content, a big image): :mod:`cad2gltf.pdf.raster`;
+* detections (``detect_symbols``): doors and windows are hosted in the nearest wall and
+  cut into it by the DXF floor-plan semantics; other classes (stairs, fixtures ...)
+  become placeholder nodes with ``extras.category`` = class, ``score`` and ``box_px``.
+
+Peak memory is one chunk's renders plus the scene built so far (the geometry that ends up
+in the GLB anyway). Recognised elements carry ``extras.source = {"page": n, "bbox_pt":
+[x0, y0, x1, y1], "items": [...]}``: the page, the element's box in PDF points (origin at
+the page's top-left corner) and the ids of the PDF paths (``p<page>#<seqno>``) or
+detections it came from.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cad2gltf.options import ConvertOptions
+from cad2gltf.pdf.document import page_selection, pdf_document
+from cad2gltf.pdf.frame import PageFrame
+from cad2gltf.pdf.raster import ScanResult, find_walls
+from cad2gltf.pdf.scale import PageScale, resolve_scale
+from cad2gltf.pdf.symbols import OPENING_CLASSES, PageDetection, load_symbol_detector
+from cad2gltf.pdf.vector import PageContent, emit_vector_page, read_page_content
+from cad2gltf.scene import Color, Node, Scene, SceneBuilder
+
+__all__ = ["CHUNK", "PageResult", "iter_pdf_pages", "pdf_readfile"]
+
+#: pages extracted (and rendered) together; their renders share one detector batch
+CHUNK = 8
+_MAX_WARNINGS = 200
+_SCAN_WALL: Color = (0.2, 0.2, 0.2, 1.0)
+_SYMBOL: Color = (0.85, 0.35, 0.1, 1.0)
+
+
+@dataclass
+class PageResult:
+    """One converted page: its node (with all elements as descendants) and facts."""
+
+    node: Node
+    frame: PageFrame
+    scale: PageScale
+    kind: str
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Extracted:
+    index: int
+    content: PageContent
+    scale: PageScale
+    scanned: bool
+    gray: np.ndarray | None = None        # scanned pages: render at options.dpi
+    det_image: np.ndarray | None = None   # detector input at the detector's dpi
+    detections: list[PageDetection] = field(default_factory=list)
+
+
+def _render(page: Any, dpi: float, gray: bool) -> np.ndarray:
+    import pymupdf
+
+    pix = page.get_pixmap(dpi=int(round(dpi)), colorspace=pymupdf.csGRAY if gray
+                          else pymupdf.csRGB, alpha=False)
+    n = pix.n
+    arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)
+    arr = arr[:, : pix.width * n].reshape(pix.height, pix.width, n)
+    out = np.ascontiguousarray(arr[:, :, 0] if gray else arr)
+    del pix
+    return out
+
+
+def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
+                   warnings: list[str]) -> Iterator[PageResult]:
+    """Convert the selected pages one by one (core API; also for one GLB per page).
+
+    Args:
+        path: the PDF file.
+        options: conversion options (``scale``, ``dpi``, ``detect_symbols``, ``pages``).
+        warnings: document-level warnings (repairs, encryption) are appended here.
+
+    Yields:
+        One :class:`PageResult` per selected page, in page order.
+
+    Raises:
+        InvalidInputError: ``ENCRYPTED``, ``SUSPICIOUS_CONTENT``, ``NO_PAGES``,
+            ``BAD_OPTIONS`` (page selection).
+        ParsingError: ``BAD_PDF``.
+        DetectorError: when ``detect_symbols`` is on and the detector cannot run.
+    """
+    detector = load_symbol_detector() if options.detect_symbols else None
+    with pdf_document(path, warnings) as doc:
+        selected = page_selection(options.pages, doc.page_count)
+        x_cursor = 0.0
+        for start in range(0, len(selected), CHUNK):
+            chunk: list[_Extracted] = []
+            for index in selected[start:start + CHUNK]:
+                chunk.append(_extract(doc, index, options, detector))
+            if detector is not None:
+                images = [e.det_image for e in chunk if e.det_image is not None]
+                found = detector.detect(images) if images else []
+                it = iter(found)
+                for e in chunk:
+                    if e.det_image is not None:
+                        e.detections = next(it)
+                        e.det_image = None
+            for e in chunk:
+                frame = PageFrame(e.index + 1, e.content.width_pt, e.content.height_pt,
+                                  e.scale.metres_per_point, (round(x_cursor, 6), 0.0))
+                w_m = frame.size_m[0]
+                x_cursor += w_m + round(0.1 * w_m, 3)
+                yield _build_page(e, frame, options)
+            chunk.clear()
+            gc.collect()
+
+
+def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any) -> _Extracted:
+    page = doc.load_page(index)
+    try:
+        content = read_page_content(page)
+        scale = resolve_scale(options.scale, [(t.text, t.size) for t in content.texts])
+        scanned = content.is_scanned
+        e = _Extracted(index, content, scale, scanned)
+        if scanned:
+            e.gray = _render(page, options.dpi, gray=True)
+            content.paths = []  # the image frame is not linework
+        if detector is not None:
+            e.det_image = _render(page, detector.dpi, gray=False)
+        return e
+    finally:
+        del page
+
+
+def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> PageResult:
+    from cad2gltf.dxf.semantics import SemanticCollector
+
+    builder = SceneBuilder()
+    collector = SemanticCollector(options) if options.semantics else None
+    warnings: list[str] = []
+    stats: dict[str, int] = {}
+    extras: dict[str, Any] = {
+        "page": frame.number, "kind": "scanned" if e.scanned else "vector",
+        "scale": e.scale.label, "scale_source": e.scale.source,
+        "metres_per_point": round(frame.metres_per_point, 9),
+        "size_pt": [round(frame.width_pt, 3), round(frame.height_pt, 3)],
+        "offset_m": list(frame.offset_m),
+    }
+    if e.scale.source == "note":
+        extras["scale_note"] = e.scale.text
+    scan: ScanResult | None = None
+    if e.scanned and e.gray is not None:
+        scan = find_walls(e.gray, e.scale.metres_per_pixel(options.dpi), options)
+        extras.update({"dpi": options.dpi, "deskew_deg": scan.skew_deg,
+                       "text_blobs_removed": scan.text_blobs})
+        _emit_scan_walls(scan, frame, options.dpi, builder, collector)
+        stats["scan_walls"] = int(scan.walls.shape[0])
+        e.gray = None
+    else:
+        emit_vector_page(e.content, frame, options, builder, collector, stats)
+    if e.detections:
+        _emit_detections(e, frame, scan, options, builder, collector, stats)
+    if collector is not None:
+        collector.emit(builder, 1.0, warnings)
+    scene = builder.build()
+    node = Node(name=f"page-{frame.number}", category="page", children=scene.nodes,
+                extras=extras)
+    node.extras["source"] = {"page": frame.number,
+                             "bbox_pt": [0.0, 0.0, round(frame.width_pt, 2),
+                                         round(frame.height_pt, 2)]}
+    _sources(node, frame)
+    return PageResult(node=node, frame=frame, scale=e.scale,
+                      kind=extras["kind"], warnings=[f"page {frame.number}: {w}" for w in warnings],
+                      stats=stats)
+
+
+def _emit_scan_walls(scan: ScanResult, frame: PageFrame, dpi: float, builder: SceneBuilder,
+                     collector: Any) -> None:
+    layer = "scan-walls"
+    key = "layer:" + layer
+    builder.node(key, name=layer, category="layer", layer=layer)
+    for n, (x0, y0, x1, y1, _kind) in enumerate(scan.walls.tolist(), 1):
+        rect = frame.px_to_m(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), dpi)
+        handle = f"p{frame.number}#scan{n}"
+        if collector is not None:
+            ekey = collector.element_key("wall", layer, handle, builder)
+            if collector.take_polyline("wall", ekey, rect, True, handle, _SCAN_WALL):
+                continue
+        builder.add_polyline(key, _SCAN_WALL, rect, closed=True)
+
+
+def _emit_detections(e: _Extracted, frame: PageFrame, scan: ScanResult | None,
+                     options: ConvertOptions, builder: SceneBuilder, collector: Any,
+                     stats: dict[str, int]) -> None:
+    layer = "symbols"
+    key = "layer:" + layer
+    if not builder.has_node(key):
+        builder.node(key, name=layer, category="layer", layer=layer)
+    layered_openings = any(k.split("|", 1)[0] in OPENING_CLASSES
+                           for k in (collector.elements if collector is not None else {}))
+    counts: dict[str, int] = {}
+    for n, d in enumerate(e.detections, 1):
+        x0, y0, x1, y1 = d.box
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        dpi = d.dpi
+        if scan is not None:
+            # into the deskewed scan's pixels, where the walls are
+            px = corners * (options.dpi / d.dpi)
+            corners = px @ scan.matrix[:, :2].T + scan.matrix[:, 2]
+            dpi = options.dpi
+        rect = frame.px_to_m(corners, dpi)
+        handle = f"p{frame.number}#det{n}"
+        stats["detections"] = stats.get("detections", 0) + 1
+        label = d.label
+        if (label in OPENING_CLASSES and collector is not None and not layered_openings):
+            ekey = collector.element_key(label, layer, handle, builder)
+            collector.take_polyline(label, ekey, rect, True, handle, _SYMBOL)
+            collector.elements[ekey].__dict__.setdefault("_det", (d.score, list(d.box)))
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        nkey = f"symbol:{label}:{counts[label]}"
+        centre = rect.mean(axis=0)
+        node = builder.node(nkey, name=f"{label} {counts[label]}", category=label,
+                            parent=key, label=label, score=round(d.score, 4),
+                            box_px=[round(v, 1) for v in d.box], dpi=d.dpi,
+                            center_m=[round(float(centre[0]), 4), round(float(centre[1]), 4)])
+        node.source = [handle]
+        builder.add_polyline(nkey, _SYMBOL, rect, closed=True)
+
+
+def _sources(page: Node, frame: PageFrame) -> None:
+    """``extras.source`` of every element under a page: page, bbox (points), item ids."""
+    for node in page.iter_nodes():
+        if node is page:
+            continue
+        items = list(node.source)
+        node.source = []
+        pts = [p.positions for p in node.primitives if p.positions.shape[0]]
+        src: dict[str, Any] = {"page": frame.number}
+        if pts:
+            src["bbox_pt"] = frame.bbox_pt(np.concatenate(pts))
+        elif node.translation is not None:
+            src["bbox_pt"] = node.extras.get("bbox_pt") or frame.bbox_pt(
+                np.asarray([node.translation]))
+        if items:
+            src["items"] = items
+        node.extras["source"] = src
+
+
+def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = None) -> Scene:
+    """Read a PDF drawing into one scene: one ``page-N`` node per page, metres.
+
+    Args:
+        path: the PDF file.
+        options: conversion options (defaults when None).
+
+    Returns:
+        The scene.
+
+    Raises:
+        InvalidInputError: ``ENCRYPTED``, ``SUSPICIOUS_CONTENT``, ``NO_PAGES``,
+            ``BAD_OPTIONS``.
+        ParsingError: ``BAD_PDF``.
+        DetectorError: the detector was asked for and cannot run.
+    """
+    options = options or ConvertOptions()
+    warnings: list[str] = []
+    nodes: list[Node] = []
+    pages: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {"pages": 0, "vector_pages": 0, "scanned_pages": 0}
+    layers: set[str] = set()
+    first: PageResult | None = None
+    for res in iter_pdf_pages(path, options, warnings):
+        first = first or res
+        nodes.append(res.node)
+        warnings.extend(res.warnings)
+        stats["pages"] += 1
+        stats[f"{res.kind}_pages"] += 1
+        for k, v in res.stats.items():
+            stats[k] = stats.get(k, 0) + v
+        layers.update(n.name for n in res.node.iter_nodes() if n.category == "layer")
+        pages.append({"page": res.frame.number, "kind": res.kind, "scale": res.scale.label,
+                      "scale_source": res.scale.source})
+    if len(warnings) > _MAX_WARNINGS:
+        extra = len(warnings) - _MAX_WARNINGS
+        warnings = warnings[:_MAX_WARNINGS] + [f"... and {extra} more warnings"]
+    metadata = {
+        "source_type": "pdf",
+        "units": "pt",
+        "unit_scale_m": first.frame.metres_per_point if first else None,
+        "layers": sorted(layers),
+        "pages": pages,
+    }
+    return Scene(nodes=nodes, metadata=metadata, warnings=warnings, stats=stats)
+
+
+def pdf_loadb(data: bytes, options: ConvertOptions | None = None) -> Scene:
+    """:func:`pdf_readfile` for bytes (written to a temporary file: PyMuPDF reads pages
+    from the file on demand).
+
+    Raises:
+        See :func:`pdf_readfile`.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cad2gltf-pdf-") as tmp:
+        p = Path(tmp) / "drawing.pdf"
+        p.write_bytes(data)
+        return pdf_readfile(p, options)
