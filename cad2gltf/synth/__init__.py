@@ -8,10 +8,14 @@ standard library, numpy and ezdxf.
 from __future__ import annotations
 
 from cad2gltf.synth.floorplan import (
+    DOOR_STYLES,
+    SYMBOL_KINDS,
+    WINDOW_STYLES,
     FloorPlan,
     FurnitureTruth,
     OpeningTruth,
     RoomTruth,
+    SymbolTruth,
     WallTruth,
     encode_floorplan,
     generate_floorplan,
@@ -20,10 +24,14 @@ from cad2gltf.synth.floorplan import (
 )
 
 __all__ = [
+    "DOOR_STYLES",
+    "SYMBOL_KINDS",
+    "WINDOW_STYLES",
     "FloorPlan",
     "FurnitureTruth",
     "OpeningTruth",
     "RoomTruth",
+    "SymbolTruth",
     "WallTruth",
     "encode_floorplan",
     "generate_floorplan",

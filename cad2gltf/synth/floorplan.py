@@ -48,10 +48,14 @@ from ezdxf.lldxf import const as _const
 from cad2gltf.gcpause import gc_paused
 
 __all__ = [
+    "DOOR_STYLES",
+    "SYMBOL_KINDS",
+    "WINDOW_STYLES",
     "FloorPlan",
     "FurnitureTruth",
     "OpeningTruth",
     "RoomTruth",
+    "SymbolTruth",
     "WallTruth",
     "encode_floorplan",
     "generate_floorplan",
@@ -73,6 +77,8 @@ _LAYER_NAMES: dict[str, dict[str, str]] = {
         "text": "A-ANNO-TEXT",
         "dims": "A-ANNO-DIMS",
         "site": "L-SITE",
+        "fixt": "A-FLOR-FIXT",
+        "stair": "A-FLOR-STRS",
     },
     "plain": {
         "wall": "WALL",
@@ -82,10 +88,22 @@ _LAYER_NAMES: dict[str, dict[str, str]] = {
         "text": "TEXT",
         "dims": "DIMS",
         "site": "SITE",
+        "fixt": "FIXTURES",
+        "stair": "STAIRS",
     },
 }
 #: distinct ACI colours and lineweights (1/100 mm) per layer role
-_LAYER_COLORS = {"wall": 7, "door": 2, "window": 4, "furn": 30, "text": 3, "dims": 1, "site": 94}
+_LAYER_COLORS = {
+    "wall": 7,
+    "door": 2,
+    "window": 4,
+    "furn": 30,
+    "text": 3,
+    "dims": 1,
+    "site": 94,
+    "fixt": 5,
+    "stair": 6,
+}
 _LAYER_LINEWEIGHTS = {
     "wall": 50,
     "door": 25,
@@ -94,10 +112,33 @@ _LAYER_LINEWEIGHTS = {
     "text": 18,
     "dims": 13,
     "site": 18,
+    "fixt": 18,
+    "stair": 25,
 }
 _PLAN_ROLES = ("wall", "door", "window", "furn", "text", "dims")
 
 _WALL_STYLES = ("pair", "outline", "single")
+#: opt-in symbol styles (see generate_floorplan); the first one is the historic default
+DOOR_STYLES = ("arc", "leaf", "arc_rect")
+WINDOW_STYLES = ("glass", "single", "sill")
+#: symbol kinds drawn with ``symbols=True`` (doors and windows are always drawn)
+SYMBOL_KINDS = ("stairs", "toilet", "sink", "bathtub")
+#: symbol block -> (kind, local bounding box in mm around the block origin)
+_SYMBOL_BLOCKS: dict[str, tuple[str, tuple[float, float, float, float]]] = {
+    "TOILET_A": ("toilet", (-225.0, -350.0, 225.0, 350.0)),
+    "TOILET_B": ("toilet", (-200.0, -350.0, 200.0, 350.0)),
+    "SINK_ROUND": ("sink", (-300.0, -225.0, 300.0, 225.0)),
+    "SINK_RECT": ("sink", (-300.0, -225.0, 300.0, 225.0)),
+    "SINK_DOUBLE": ("sink", (-500.0, -225.0, 500.0, 225.0)),
+    "BATH_A": ("bathtub", (-850.0, -375.0, 850.0, 375.0)),
+    "BATH_B": ("bathtub", (-800.0, -350.0, 800.0, 350.0)),
+}
+_STAIR_WIDTH_MM = 1000.0
+_STAIR_TREAD_MM = 260.0
+_STAIR_TREADS = (7, 8, 9, 10, 11)
+_STAIR_VARIANTS = ("plain", "arrow", "break")
+#: symbols keep this far from furniture, other symbols and the free-area border
+_SYMBOL_GAP_MM = 100.0
 _DOOR_WIDTHS_MM = (800, 900, 1000)
 _WINDOW_WIDTHS_MM = (1000, 1200, 1400, 1500, 1600, 1800, 2000)
 #: openings keep at least this far from the faces of the walls at either end
@@ -208,6 +249,31 @@ class OpeningTruth:
 
 
 @dataclass(frozen=True)
+class SymbolTruth:
+    """A plan symbol other than doors and windows: stairs and plumbing fixtures.
+
+    Drawn only when :func:`generate_floorplan` is called with ``symbols=True``.
+
+    Attributes:
+        kind: one of :data:`SYMBOL_KINDS` (``stairs``, ``toilet``, ``sink``,
+            ``bathtub``).
+        handle: handle of the INSERT entity.
+        block: block name (``STAIR_9_ARROW``, ``TOILET_A``...), the style variant.
+        center: insertion point = centre of the block frame (WCS, drawing units).
+        angle_deg: rotation, a multiple of 90.
+        bbox: axis-aligned bounding box ``((xmin, ymin), (xmax, ymax))`` of the
+            symbol's frame (drawing units).
+    """
+
+    kind: str
+    handle: str
+    block: str
+    center: tuple[float, float]
+    angle_deg: float
+    bbox: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
 class FurnitureTruth:
     """A piece of furniture: an INSERT of a furniture block, or the rug HATCH.
 
@@ -262,6 +328,7 @@ class FloorPlan:
         layers: layer role (``wall``, ``door``, ``window``, ``furn``, ``text``,
             ``dims``, ``site``) -> layer name in this drawing.
         seed: the seed it was generated from.
+        symbols: stairs and plumbing fixtures (only with ``symbols=True``).
     """
 
     doc: Drawing
@@ -275,6 +342,7 @@ class FloorPlan:
     rooms: list[RoomTruth] = field(default_factory=list)
     layers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    symbols: list[SymbolTruth] = field(default_factory=list)
 
 
 def generate_floorplan(
@@ -291,6 +359,9 @@ def generate_floorplan(
     with_text: bool = True,
     with_dimensions: bool = True,
     dxfversion: str = "R2010",
+    symbols: bool = False,
+    door_style: str = "arc",
+    window_style: str = "glass",
 ) -> FloorPlan:
     """Generate one floor plan: a grid of rooms with doors, windows and furnishing.
 
@@ -316,6 +387,20 @@ def generate_floorplan(
         with_text: draw room names (TEXT) and a title (MTEXT).
         with_dimensions: draw rendered linear DIMENSIONs.
         dxfversion: DXF version, R2000 or newer (``"R2010"`` by default).
+        symbols: opt-in: also draw stairs and plumbing fixtures (toilets, sinks,
+            bathtubs) as block INSERTs in free room space, with their ground truth in
+            :attr:`FloorPlan.symbols`; style variants (tread counts, arrow or break
+            line, fixture shapes) are a seeded choice. They are placed with a random
+            generator of their own, so the rest of the plan is the same as without.
+        door_style: ``"arc"`` (leaf and quarter-circle swing, the default),
+            ``"leaf"`` (a leaf rectangle, no swing) or ``"arc_rect"`` (leaf
+            rectangle and swing).
+        window_style: ``"glass"`` (frame and 2-3 glass lines, the default),
+            ``"single"`` (frame and one line) or ``"sill"`` (frame, two lines and an
+            outer sill).
+
+    The defaults of the last three draw exactly what earlier versions drew (same
+    bytes).
 
     Returns:
         The document and its ground truth.
@@ -340,6 +425,10 @@ def generate_floorplan(
             f"room_size {room_size} m is too small for wall_thickness {wall_thickness} m: "
             f"need at least {(t_mm + 2 * _END_CLEARANCE_MM + 1000.0) / 1000.0:g} m"
         )
+    if door_style not in DOOR_STYLES:
+        raise ValueError(f"door_style must be one of {DOOR_STYLES}, not {door_style!r}")
+    if window_style not in WINDOW_STYLES:
+        raise ValueError(f"window_style must be one of {WINDOW_STYLES}, not {window_style!r}")
     _check_version(dxfversion)
     insunits, mm_per_unit = _UNITS[units]
 
@@ -357,13 +446,40 @@ def generate_floorplan(
         title=f"GROUND FLOOR PLAN\\P{int(rooms_x)} x {int(rooms_y)} ROOMS\\PSCALE 1:100",
         site=False,
     )
+    roles: tuple[str, ...] = _PLAN_ROLES
+    symbol_truth: list[SymbolTruth] = []
+    if symbols:
+        roles = (*_PLAN_ROLES, "fixt", "stair")
+        # a generator of its own: the plan above is the same with or without symbols
+        _plan_symbols(random.Random(int(seed) * 7919 + 104729), plan)
     layers = dict(_LAYER_NAMES[layer_style])
-    doc = _new_doc(dxfversion, insunits, mm_per_unit, layers, _PLAN_ROLES)
+    doc = _new_doc(dxfversion, insunits, mm_per_unit, layers, roles)
     _define_blocks(
-        doc, mm_per_unit, t_mm, plan.door_widths, plan.window_widths, bool(with_furniture)
+        doc,
+        mm_per_unit,
+        t_mm,
+        plan.door_widths,
+        plan.window_widths,
+        bool(with_furniture),
+        door_style=door_style,
+        window_style=window_style,
     )
+    if plan.symbols:
+        _define_symbol_blocks(doc, mm_per_unit, sorted({s[2] for s in plan.symbols}))
     msp = doc.modelspace()
     handles = _emit(msp, plan.ops, 0.0, 0.0, mm_per_unit, layers, "")
+    for kind, op, block, (cx, cy), angle, (x0, y0, x1, y1) in plan.symbols:
+        d = mm_per_unit
+        symbol_truth.append(
+            SymbolTruth(
+                kind=kind,
+                handle=handles[op],
+                block=block,
+                center=(cx / d, cy / d),
+                angle_deg=angle,
+                bbox=((x0 / d, y0 / d), (x1 / d, y1 / d)),
+            )
+        )
     walls: list[WallTruth] = []
     openings: list[OpeningTruth] = []
     furniture: list[FurnitureTruth] = []
@@ -386,8 +502,9 @@ def generate_floorplan(
         entity_count=len(msp),
         furniture=furniture,
         rooms=rooms,
-        layers={role: layers[role] for role in _PLAN_ROLES},
+        layers={role: layers[role] for role in roles},
         seed=int(seed),
+        symbols=symbol_truth,
     )
 
 
@@ -611,6 +728,12 @@ class _Plan:
     door_widths: set[int]
     window_widths: set[int]
     footprint: Box
+    #: per room cell: the area free for furniture (x0, y0, x1, y1) and the furniture box
+    free: dict[tuple[int, int], tuple[Box, Box | None]] = field(default_factory=dict)
+    #: opt-in symbols: (kind, op index, block, center, angle, bbox)
+    symbols: list[tuple[str, int, str, tuple[float, float], float, Box]] = field(
+        default_factory=list
+    )
 
 
 def _plan_building(
@@ -813,6 +936,7 @@ def _plan_building(
     chosen: dict[tuple[int, int], str | None] = {}
     text_pos: dict[tuple[int, int], tuple[float, float]] = {}
     desk_no = 0
+    free: dict[tuple[int, int], tuple[Box, Box | None]] = {}
     for cell in order:
         i, j = cell
         m = margins[cell]
@@ -845,6 +969,7 @@ def _plan_building(
                 item = rng.choices([o[0] for o in options], weights=[o[1] for o in options])[0]
                 fit = _fitting_rotations(item, ax1 - ax0, ay1 - fy0) if item else []
         chosen[cell] = item
+        free[cell] = ((ax0, fy0, ax1, ay1) if roomy else (0.0, 0.0, 0.0, 0.0), None)
         if item is None:
             continue
         rot = rng.choice(fit)
@@ -852,6 +977,7 @@ def _plan_building(
         cx = _pick(rng, ax0 - bx0, ax1 - bx1)
         cy = _pick(rng, fy0 - by0, ay1 - by1)
         wbox = (cx + bx0, cy + by0, cx + bx1, cy + by1)
+        free[cell] = (free[cell][0], wbox)
         if item == "RUG":
             ox0, oy0, ox1, oy1 = wbox
             hx0, hy0, hx1, hy1 = _rotate_box(_RUG_HOLE, rot)
@@ -921,7 +1047,72 @@ def _plan_building(
         door_widths=door_widths,
         window_widths=window_widths,
         footprint=footprint,
+        free=free,
     )
+
+
+def _plan_symbols(rng: random.Random, plan: _Plan) -> None:
+    """Place stairs and plumbing fixtures in free room space (opt-in symbols).
+
+    One stair run per building (when a room has the space), a bathroom group
+    (toilet, sink, sometimes a bathtub) and a kitchen sink, each in a seeded room
+    and position that keeps clear of the furniture, the door swings, the room name and
+    the other symbols. Appends INSERT ops to ``plan.ops`` and truth to ``plan.symbols``.
+    """
+    cells = sorted(plan.free)
+    taken: dict[tuple[int, int], list[Box]] = {}
+    for c in cells:
+        furn_box = plan.free[c][1]
+        taken[c] = [furn_box] if furn_box is not None else []
+    wanted: list[tuple[str, tuple[float, float, float, float]]] = []
+    treads = rng.choice(_STAIR_TREADS)
+    length = treads * _STAIR_TREAD_MM
+    stair_box = (-_STAIR_WIDTH_MM / 2, -length / 2, _STAIR_WIDTH_MM / 2, length / 2)
+    wanted.append((f"STAIR_{treads}_{rng.choice(_STAIR_VARIANTS).upper()}", stair_box))
+    for _ in range(rng.choice((1, 1, 2))):
+        wanted.append((rng.choice(("TOILET_A", "TOILET_B")), (0.0, 0.0, 0.0, 0.0)))
+        wanted.append((rng.choice(("SINK_ROUND", "SINK_RECT")), (0.0, 0.0, 0.0, 0.0)))
+        if rng.random() < 0.6:
+            wanted.append((rng.choice(("BATH_A", "BATH_B")), (0.0, 0.0, 0.0, 0.0)))
+    if rng.random() < 0.7:
+        wanted.append((rng.choice(("SINK_DOUBLE", "SINK_RECT", "SINK_ROUND")), (0, 0, 0, 0)))
+    g = _SYMBOL_GAP_MM
+    for block, box in wanted:
+        if block in _SYMBOL_BLOCKS:
+            kind, box = _SYMBOL_BLOCKS[block]
+        else:
+            kind = "stairs"
+        order = list(cells)
+        rng.shuffle(order)
+        placed = False
+        for cell in order:
+            (fx0, fy0, fx1, fy1), _ = plan.free[cell]
+            for _attempt in range(12):
+                rot = float(rng.choice((0, 90, 180, 270)))
+                bx0, by0, bx1, by1 = _rotate_box(box, rot)
+                lo_x, hi_x = fx0 + g - bx0, fx1 - g - bx1
+                lo_y, hi_y = fy0 + g - by0, fy1 - g - by1
+                if hi_x < lo_x or hi_y < lo_y:
+                    continue
+                cx = _pick(rng, lo_x, hi_x)
+                cy = _pick(rng, lo_y, hi_y)
+                wbox = (cx + bx0, cy + by0, cx + bx1, cy + by1)
+                if any(
+                    wbox[0] < o[2] + g
+                    and o[0] < wbox[2] + g
+                    and wbox[1] < o[3] + g
+                    and o[1] < wbox[3] + g
+                    for o in taken[cell]
+                ):
+                    continue
+                taken[cell].append(wbox)
+                role = "stair" if kind == "stairs" else "fixt"
+                plan.symbols.append((kind, len(plan.ops), block, (cx, cy), rot, wbox))
+                plan.ops.append(("I", role, block, cx, cy, rot, 1.0, None))
+                placed = True
+                break
+            if placed:
+                break
 
 
 def _site_ops(rng: random.Random, footprint: Box, east: float, north: float) -> list[Op]:
@@ -1089,6 +1280,9 @@ def _define_blocks(
     door_widths: set[int],
     window_widths: set[int],
     furniture: bool,
+    *,
+    door_style: str = "arc",
+    window_style: str = "glass",
 ) -> None:
     """Define the door, window and furniture blocks (entities on layer 0, BYLAYER)."""
     d = mm_per_unit
@@ -1103,8 +1297,12 @@ def _define_blocks(
     for w in sorted(door_widths):
         # origin: hinge-side jamb on the wall centreline, x along the wall
         blk = doc.blocks.new(f"DOOR_{w}")
-        blk.add_line(q(0, 0), q(0, w))  # leaf, open at 90 degrees
-        blk.add_arc(q(0, 0), w / d, 0.0, 90.0)  # swing, from the closed position
+        if door_style == "arc":
+            blk.add_line(q(0, 0), q(0, w))  # leaf, open at 90 degrees
+        else:
+            blk.add_lwpolyline(rect(0, 0, 40, w), close=True)  # leaf with a thickness
+        if door_style != "leaf":
+            blk.add_arc(q(0, 0), w / d, 0.0, 90.0)  # swing, from the closed position
         blk.add_line(q(0, -h), q(0, h))  # hinge-side jamb
         blk.add_line(q(w, -h), q(w, h))  # latch-side jamb
     for w in sorted(window_widths):
@@ -1112,6 +1310,12 @@ def _define_blocks(
         blk = doc.blocks.new(f"WINDOW_{w}")
         blk.add_lwpolyline(rect(0, -h, w, h), close=True)  # frame across the wall
         n = 3 if w >= 1500 else 2
+        if window_style == "single":
+            n = 1
+        elif window_style == "sill":
+            n = 2
+            # sill outside the wall face (the -y side), projecting past the jambs
+            blk.add_lwpolyline(rect(-60, -h - 60, w + 60, -h), close=True)
         for k in range(n):
             y = -h + t * (k + 1) / (n + 1)
             blk.add_line(q(0, y), q(w, y))  # glass
@@ -1171,6 +1375,111 @@ def _define_blocks(
     leaf = [(-250, -150), (-100, 200), (100, -200), (250, 150)]
     blk.add_open_spline([q(x, y) for x, y in leaf], degree=3)
     blk.add_open_spline([q(-y, x) for x, y in leaf], degree=3)
+
+
+def _define_symbol_blocks(doc: Drawing, mm_per_unit: float, names: Sequence[str]) -> None:
+    """Define the stair and fixture blocks in ``names`` (centred on their origin)."""
+    d = mm_per_unit
+
+    def q(x: float, y: float) -> tuple[float, float]:
+        return (x / d, y / d)
+
+    def rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+        return [q(x0, y0), q(x1, y0), q(x1, y1), q(x0, y1)]
+
+    for name in names:
+        blk = doc.blocks.new(name)
+        if name.startswith("STAIR_"):
+            _, n_s, variant = name.split("_")
+            n = int(n_s)
+            w2 = _STAIR_WIDTH_MM / 2.0
+            half = n * _STAIR_TREAD_MM / 2.0
+            blk.add_lwpolyline(rect(-w2, -half, w2, half), close=True)  # stringers
+            for k in range(1, n):
+                y = -half + k * _STAIR_TREAD_MM
+                blk.add_line(q(-w2, y), q(w2, y))  # treads
+            if variant in ("ARROW", "BREAK"):
+                # walking line with an arrow head pointing up the run
+                y0, y1 = -half + _STAIR_TREAD_MM / 2.0, half - _STAIR_TREAD_MM / 2.0
+                blk.add_line(q(0, y0), q(0, y1))
+                blk.add_circle(q(0, y0), 40.0 / d)
+                blk.add_lwpolyline([q(-100, y1 - 180), q(0, y1), q(100, y1 - 180)])
+            if variant == "BREAK":
+                yb = -half + 0.6 * n * _STAIR_TREAD_MM
+                blk.add_lwpolyline(
+                    [
+                        q(-w2, yb - 150),
+                        q(-80, yb - 150),
+                        q(0, yb + 60),
+                        q(60, yb - 60),
+                        q(w2, yb + 150),
+                    ]
+                )
+        elif name == "TOILET_A":  # tank towards +y, elliptic bowl
+            blk.add_lwpolyline(rect(-225, 150, 225, 350), close=True)
+            blk.add_ellipse(q(0, -75), major_axis=q(0, 275), ratio=0.7)
+            blk.add_ellipse(q(0, -100), major_axis=q(0, 190), ratio=0.65)
+        elif name == "TOILET_B":  # rounded tank, bowl as a bulged outline
+            blk.add_lwpolyline(
+                [
+                    (*q(-200, 170), 0.0),
+                    (*q(200, 170), 0.0),
+                    (*q(200, 350), 0.0),
+                    (*q(-200, 350), 0.0),
+                ],
+                format="xyb",
+                close=True,
+            )
+            blk.add_lwpolyline(
+                [
+                    (*q(-180, 150), 0.0),
+                    (*q(180, 150), 0.0),
+                    (*q(180, -150), 1.0),
+                    (*q(-180, -150), 0.0),
+                ],
+                format="xyb",
+                close=True,
+            )
+        elif name == "SINK_ROUND":
+            blk.add_lwpolyline(rect(-300, -225, 300, 225), close=True)
+            blk.add_circle(q(0, -30), 170.0 / d)
+            blk.add_circle(q(0, 160), 30.0 / d)
+        elif name == "SINK_RECT":
+            blk.add_lwpolyline(rect(-300, -225, 300, 225), close=True)
+            blk.add_lwpolyline(rect(-220, -170, 220, 110), close=True)
+            blk.add_circle(q(0, -30), 25.0 / d)
+            blk.add_line(q(0, 160), q(0, 225))
+        elif name == "SINK_DOUBLE":  # kitchen sink: two bowls
+            blk.add_lwpolyline(rect(-500, -225, 500, 225), close=True)
+            blk.add_lwpolyline(rect(-450, -170, -30, 130), close=True)
+            blk.add_lwpolyline(rect(30, -170, 450, 130), close=True)
+            blk.add_circle(q(0, 180), 25.0 / d)
+        elif name == "BATH_A":  # rounded inner tub
+            blk.add_lwpolyline(rect(-850, -375, 850, 375), close=True)
+            r = 200.0
+            x0, y0, x1, y1 = -780.0, -305.0, 780.0, 305.0
+            b = math.tan(math.pi / 8.0)  # bulge of a quarter circle
+            blk.add_lwpolyline(
+                [
+                    (*q(x0 + r, y0), 0.0),
+                    (*q(x1 - r, y0), b),
+                    (*q(x1, y0 + r), 0.0),
+                    (*q(x1, y1 - r), b),
+                    (*q(x1 - r, y1), 0.0),
+                    (*q(x0 + r, y1), b),
+                    (*q(x0, y1 - r), 0.0),
+                    (*q(x0, y0 + r), b),
+                ],
+                format="xyb",
+                close=True,
+            )
+            blk.add_circle(q(600, 0), 35.0 / d)
+        elif name == "BATH_B":  # oval inner tub
+            blk.add_lwpolyline(rect(-800, -350, 800, 350), close=True)
+            blk.add_ellipse(q(0, 0), major_axis=q(720, 0), ratio=0.38)
+            blk.add_circle(q(560, 0), 35.0 / d)
+        else:  # pragma: no cover - planning bug
+            raise AssertionError(f"unknown symbol block {name!r}")
 
 
 def _emit(
