@@ -36,7 +36,7 @@ class ScanResult:
     Attributes:
         walls: ``(k, 5)`` rows ``x0, y0, x1, y1, kind`` in pixels of the deskewed image
             (axis-aligned rectangles; kind 0 = thick stroke, 1 = line pair).
-        skew_deg: the rotation that was undone (counter-clockwise on the image).
+        skew_deg: how far the scan was turned (degrees, counter-clockwise as seen); undone.
         matrix: 2x3 affine map from original pixels to deskewed pixels.
         text_blobs: number of small components erased as text.
     """
@@ -50,7 +50,7 @@ class ScanResult:
 
 def find_walls(gray: np.ndarray, metres_per_pixel: float, options: ConvertOptions, *,
                max_skew_deg: float = 5.0, min_wall_length_m: float = 0.5,
-               text_max_m: float = 0.35) -> ScanResult:
+               text_max_m: float = 0.35, close_max_m: float = 0.4) -> ScanResult:
     """Find wall rectangles in a grayscale page image (dark ink on light paper).
 
     Args:
@@ -60,6 +60,7 @@ def find_walls(gray: np.ndarray, metres_per_pixel: float, options: ConvertOption
         max_skew_deg: larger rotations are not undone (taken as drawn).
         min_wall_length_m: shorter straight strokes are not walls.
         text_max_m: components smaller than this in both directions are text.
+        close_max_m: widest gap between two wall faces that is closed into one wall.
 
     Returns:
         The walls (pixels, deskewed frame), the skew and the pixel transform.
@@ -94,10 +95,14 @@ def find_walls(gray: np.ndarray, metres_per_pixel: float, options: ConvertOption
         img = ink if axis == 0 else np.ascontiguousarray(ink.T)
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (long_px, 1))
         mask = cv2.morphologyEx(img, cv2.MORPH_OPEN, kernel)
-        for x0, y0, x1, y1, kind in _runs(mask, thick, t_min, t_max, long_px):
+        for x0, y0, x1, y1, kind in _runs(mask, thick, t_min, t_max, long_px,
+                                              close_max_m * px):
             rows.append((x0, y0, x1, y1, kind) if axis == 0 else (y0, x0, y1, x1, kind))
     walls = np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 5)
-    return ScanResult(walls=walls, skew_deg=float(angle), matrix=matrix, text_blobs=blobs,
+    # ``angle`` is the image-frame (y down) direction of the strokes; the scan was turned
+    # counter-clockwise (as seen) by -angle
+    return ScanResult(walls=walls, skew_deg=round(-float(angle), 3) + 0.0, matrix=matrix,
+                      text_blobs=blobs,
                       stats={"scan_walls": int(walls.shape[0]), "text_blobs": blobs})
 
 
@@ -116,7 +121,7 @@ def _skew(ink: np.ndarray, long_px: int, max_deg: float) -> float:
                             minLineLength=min_len, maxLineGap=3)
     if lines is None or len(lines) == 0:
         return 0.0
-    seg = lines[:, 0, :].astype(np.float64)
+    seg = np.asarray(lines).reshape(-1, 4).astype(np.float64)
     dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
     ang = np.degrees(np.arctan2(dy, dx))
     ang = (ang + 45.0) % 90.0 - 45.0  # fold: horizontal and vertical strokes agree
@@ -130,52 +135,78 @@ def _skew(ink: np.ndarray, long_px: int, max_deg: float) -> float:
     med = float(a[order][np.searchsorted(cum, cum[-1] / 2.0)])
     near = np.abs(a - med) < 0.5
     est = float(np.average(a[near], weights=wgt[near]))
-    # image y grows downwards: a stroke at +a in image terms is rotated clockwise on paper;
-    # cv2.getRotationMatrix2D rotates counter-clockwise (as seen) by a positive angle
-    return round(est, 3)
+    # Hough on staircased strokes is biased towards 0: refine by projection profiles
+    return round(_refine(img, est), 3)
 
 
-def _runs(mask: np.ndarray, thick: float, t_min: float, t_max: float, long_px: int):
-    """Horizontal wall rectangles ``(x0, y0, x1, y1, kind)`` from a mask of long runs."""
+def _refine(img: np.ndarray, est: float, span: float = 0.6, step: float = 0.05) -> float:
+    """The angle near ``est`` whose rotation makes row and column ink sums sharpest."""
     import cv2
 
-    n, labels, st, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    lines: list[tuple[float, float, float, float]] = []  # (yc, x0, x1, lw)
+    f = min(1.0, 1000.0 / max(img.shape))
+    small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
+    small = small.astype(np.float32)
+    h, w = small.shape
+    best, best_score = est, -1.0
+    for a in np.arange(est - span, est + span + 1e-9, step):
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), float(a), 1.0)
+        r = cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_LINEAR)
+        score = float(np.square(r.sum(axis=1)).sum() + np.square(r.sum(axis=0)).sum())
+        if score > best_score:
+            best, best_score = float(a), score
+    return best
+
+
+def _runs(mask: np.ndarray, thick: float, t_min: float, t_max: float, long_px: int,
+          close_max: float):
+    """Horizontal wall rectangles ``(x0, y0, x1, y1, kind)`` from a mask of long runs.
+
+    The two faces of a wall drawn as parallel lines are joined into one band by a
+    vertical closing no taller than the thickest wall; a poché wall already is one. Each
+    band is then measured column by column: stretches at least ``long_px / 2`` long
+    whose thickness lies within the wall range are walls. Bands that were closed (not
+    solid ink) lose one stroke width: their thickness is face centre to face centre,
+    like the vector and DXF pairs.
+    """
+    import cv2
+
+    # stroke width of thin lines: mean ink per column of the thin components
+    n0, lab0, st0, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    lw_all = st0[1:, cv2.CC_STAT_AREA] / np.maximum(st0[1:, cv2.CC_STAT_WIDTH], 1)
+    thin = lw_all[lw_all < thick]
+    stroke = float(np.median(thin)) if thin.size else 0.0
+    close_px = int(round(min(t_max, close_max) + stroke)) + 1
+    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(3, close_px))))
+    n, labels, st, _ = cv2.connectedComponentsWithStats(closed, connectivity=4)
     out: list[tuple[float, float, float, float, float]] = []
+    lo_t = max(t_min + stroke, thick)
+    hi_t = t_max + stroke
     for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in st[i, :5])
+        x, y, w, h, _area = (int(v) for v in st[i, :5])
         if w < long_px:
             continue
-        lw = area / float(w)
-        if lw >= thick:
-            if lw > 1.5 * t_max:
-                continue  # a filled area, not a wall stroke
-            out.append((float(x), float(y), float(x + w), float(y + h), 0.0))
-        else:
-            # mean centre row of the component's pixels
-            ys, _ = np.nonzero(labels[y:y + h, x:x + w] == i)
-            lines.append((y + float(ys.mean()) + 0.5, float(x), float(x + w), lw))
-    if lines:
-        lines.sort()
-        arr = np.asarray(lines)
-        used_pairs: set[tuple[int, int]] = set()
-        for a in range(arr.shape[0]):
-            ya, xa0, xa1, la = arr[a]
-            best = None
-            for b in range(a + 1, arr.shape[0]):
-                yb, xb0, xb1, lb = arr[b]
-                gap = yb - ya
-                if gap > t_max + la:
-                    break
-                if gap + (la + lb) / 2.0 < max(t_min, 2.0):
-                    continue
-                lo, hi = max(xa0, xb0), min(xa1, xb1)
-                if hi - lo < 0.5 * long_px:
-                    continue
-                best = (b, lo, hi)
-                break  # the nearest partner below: a wall's other face
-            if best is not None and (a, best[0]) not in used_pairs:
-                b, lo, hi = best
-                used_pairs.add((a, b))
-                out.append((lo, ya - la / 2.0, hi, arr[b][0] + arr[b][3] / 2.0, 1.0))
+        sub = labels[y:y + h, x:x + w] == i
+        counts = sub.sum(axis=0)
+        top = sub.argmax(axis=0)
+        bottom = h - sub[::-1].argmax(axis=0)
+        span = bottom - top
+        good = (counts >= lo_t) & (span <= hi_t * 1.2) & (counts >= 0.8 * span)
+        if not good.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], good.astype(np.int8), [0]])))
+        for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            if b - a < long_px / 2:
+                continue
+            y0 = float(np.median(top[a:b])) + y
+            y1 = float(np.median(bottom[a:b])) + y
+            solid = mask[int(y0):int(np.ceil(y1)), x + a:x + b]
+            fill = float(solid.mean()) / 255.0 if solid.size else 1.0
+            kind = 0.0
+            if fill < 0.85 and stroke > 0:  # closed between two faces
+                y0 += stroke / 2.0
+                y1 -= stroke / 2.0
+                kind = 1.0
+            if y1 - y0 >= max(t_min, 1.0):
+                out.append((float(x + a), y0, float(x + b), y1, kind))
     return out
