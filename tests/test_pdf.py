@@ -257,7 +257,7 @@ def test_scale_from_note_option_and_default(tmp_path):
     page = G.nodes_by_category(doc, "page")[0]["extras"]
     assert page["scale"] == "1:50" and page["scale_source"] == "note"
     tris = solid_triangles(doc, blob, {"wall"})
-    for w, (x, y) in _wall_midpoints(plan, to_m):
+    for _w, (x, y) in _wall_midpoints(plan, to_m):
         assert material_at(tris, x, y, 1.0)
     texts = G.nodes_by_category(doc, "text")
     assert any("SCALE 1:50" in t["extras"]["text"] for t in texts)

@@ -109,7 +109,7 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
         for start in range(0, len(selected), CHUNK):
             chunk: list[_Extracted] = []
             for index in selected[start:start + CHUNK]:
-                chunk.append(_extract(doc, index, options, detector))
+                chunk.append(_extract(doc, index, options, detector, warnings))
             if detector is not None:
                 images = [e.det_image for e in chunk if e.det_image is not None]
                 found = detector.detect(images) if images else []
@@ -128,10 +128,17 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
             gc.collect()
 
 
-def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any) -> _Extracted:
-    page = doc.load_page(index)
+def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
+             warnings: list[str]) -> _Extracted:
     try:
+        page = doc.load_page(index)
         content = read_page_content(page)
+    except Exception as exc:  # noqa: BLE001 - one damaged page does not sink the file
+        warnings.append(f"page {index + 1} cannot be read and was left out: "
+                        f"{type(exc).__name__}: {exc}"[:300])
+        return _Extracted(index, PageContent(width_pt=842.0, height_pt=595.0),
+                          resolve_scale(options.scale, []), False)
+    try:
         scale = resolve_scale(options.scale, [(t.text, t.size) for t in content.texts])
         scanned = content.is_scanned
         e = _Extracted(index, content, scale, scanned)
