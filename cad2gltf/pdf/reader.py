@@ -77,9 +77,9 @@ def _render(page: Any, dpi: float, gray: bool) -> np.ndarray:
     pix = page.get_pixmap(dpi=int(round(dpi)), colorspace=pymupdf.csGRAY if gray
                           else pymupdf.csRGB, alpha=False)
     n = pix.n
-    arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)
-    arr = arr[:, : pix.width * n].reshape(pix.height, pix.width, n)
-    out = np.ascontiguousarray(arr[:, :, 0] if gray else arr)
+    rows = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)
+    arr = rows[:, : pix.width * n].reshape(pix.height, pix.width, n)
+    out: np.ndarray = np.ascontiguousarray(arr[:, :, 0] if gray else arr)
     del pix
     return out
 

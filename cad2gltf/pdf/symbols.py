@@ -89,7 +89,7 @@ def load_symbol_detector() -> SymbolDetector:
     if cached is not None:
         return cached
     try:
-        from cad2gltf.detect import load_detector
+        from cad2gltf.detect import load_detector  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
         raise DetectorError(f"the symbol detector is not installed: {exc}",
                             subcode="NOT_INSTALLED") from None

@@ -201,11 +201,19 @@ def _heuristic_walls(paths: list[dict[str, Any]], frame: PageFrame,
             widths.append(float(p["width"]))
             lengths.append(max(float(r.width), float(r.height)) + 1e-6)
             idx.append(i)
-        if "f" in t and p.get("fill") is not None and max(p["fill"]) < 0.5:
-            lo, hi = sorted((float(r.width) * s, float(r.height) * s))
-            if options.min_wall_thickness <= lo and hi >= 0.5 and (
-                    lo <= options.max_wall_thickness or len(p.get("items") or ()) > 4):
-                chosen.add(i)
+        if "f" in t and p.get("fill") is not None and max(p["fill"]) < 0.5 \
+                and max(float(r.width), float(r.height)) * s >= 0.5 \
+                and all(item[0] in ("l", "re", "qu") for item in p.get("items") or ()):
+            # straight-edged dark fills whose mean width (2 * area / perimeter) is a
+            # wall's: poché; glyphs (curved) and thin rules are not
+            from cad2gltf.geometry.polygons import polygon_from_rings
+
+            rings = [frame.to_m(c)[:, :2] for c, _ in _chains(p) if c.shape[0] >= 3]
+            poly = polygon_from_rings(rings) if rings else None
+            if poly is not None and poly.length > 0:
+                mean_w = 2.0 * poly.area / poly.length
+                if max(options.min_wall_thickness, 0.06) <= mean_w <= options.max_wall_thickness:
+                    chosen.add(i)
     if widths:
         w = np.asarray(widths)
         ln = np.asarray(lengths)
