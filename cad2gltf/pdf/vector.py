@@ -86,8 +86,12 @@ def read_page_content(page: Any) -> PageContent:
     except Exception:  # noqa: BLE001 - an unreadable image is not coverage
         pass
     content.image_cover = min(1.0, cover / area)
+    import pymupdf
+
     try:
-        data = page.get_text("dict", sort=True)
+        # no image blocks: decoding a scan's image for them costs a second per page
+        flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+        data = page.get_text("dict", sort=True, flags=flags)
     except Exception:  # noqa: BLE001
         data = {"blocks": []}
     for block in data.get("blocks", []):
