@@ -194,35 +194,36 @@ class Detector:
     def _merge(
         self, found: list[tuple[float, float, float, float, float, int, bool]], iou: float
     ) -> list[Detection]:
+        """Class-wise NMS over the whole image, whole boxes before boxes cut by a tile
+        edge; a cut box mostly inside a kept box of its class is dropped too."""
+        import torch
+        from torchvision.ops import batched_nms
+
         if not found:
             return []
         arr = np.array([f[:5] for f in found], dtype=np.float64)
-        cls = np.array([f[5] for f in found])
-        cut = np.array([f[6] for f in found])
-        # whole boxes first, then by score
-        order = np.lexsort((-arr[:, 4], cut))
+        cls = np.array([f[5] for f in found], dtype=np.int64)
+        cut = np.array([f[6] for f in found], dtype=bool)
+        rank = arr[:, 4] - cut.astype(np.float64) * 2.0  # whole boxes first, then score
+        keep = batched_nms(
+            torch.from_numpy(arr[:, :4]).float(),
+            torch.from_numpy(rank).float(),
+            torch.from_numpy(cls),
+            iou,
+        ).numpy()
         kept: list[int] = []
-        for i in order:
-            a = arr[i]
-            area_a = (a[2] - a[0]) * (a[3] - a[1])
-            suppressed = False
-            for j in kept:
-                if cls[j] != cls[i]:
-                    continue
-                b = arr[j]
-                iw = min(a[2], b[2]) - max(a[0], b[0])
-                ih = min(a[3], b[3]) - max(a[1], b[1])
-                if iw <= 0 or ih <= 0:
-                    continue
-                inter = iw * ih
-                area_b = (b[2] - b[0]) * (b[3] - b[1])
-                if inter / (area_a + area_b - inter) > iou or (
-                    cut[i] and inter / max(area_a, 1e-9) > 0.6
-                ):
-                    suppressed = True
-                    break
-            if not suppressed:
-                kept.append(int(i))
+        for i in keep:  # in rank order
+            if cut[i] and kept:
+                others = np.array([j for j in kept if cls[j] == cls[i]], dtype=np.int64)
+                if len(others):
+                    a, b = arr[i], arr[others]
+                    iw = np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0])
+                    ih = np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1])
+                    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+                    area = max((a[2] - a[0]) * (a[3] - a[1]), 1e-9)
+                    if bool((inter / area > 0.6).any()):
+                        continue
+            kept.append(int(i))
         kept.sort(key=lambda i: -arr[i, 4])
         return [
             Detection(
