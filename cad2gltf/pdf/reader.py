@@ -126,6 +126,18 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
                 yield _build_page(e, frame, options)
             chunk.clear()
             gc.collect()
+            _shrink_store()
+
+
+def _shrink_store() -> None:
+    """Empty MuPDF's object and font cache: it keeps what every page parsed (about a
+    megabyte per page of a plan set) until the document closes."""
+    import pymupdf
+
+    try:
+        pymupdf.TOOLS.store_shrink(100)
+    except Exception:  # noqa: BLE001 - only a cache
+        pass
 
 
 def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,

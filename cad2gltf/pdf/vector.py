@@ -30,7 +30,7 @@ from cad2gltf.scene import Color, SceneBuilder
 
 __all__ = ["PageContent", "TextSpan", "emit_vector_page", "read_page_content"]
 
-_CURVE_STEPS = 8
+_CURVE_STEPS = 16
 _LINEWORK = "linework"
 
 
@@ -153,7 +153,11 @@ def _chains(path: dict[str, Any]) -> list[tuple[np.ndarray, bool]]:
         elif op == "c":
             c = np.array([[p0.x, p0.y], [item[2].x, item[2].y], [item[3].x, item[3].y],
                           [item[4].x, item[4].y]])
-            t = np.linspace(0.0, 1.0, _CURVE_STEPS + 1)[1:, None]
+            # chord error of a flattened cubic falls with the square of the steps: a glyph's
+            # 3-point curve needs 3 steps, a door swing at 1:100 (25 points) 8
+            ctrl = float(np.hypot(*np.diff(c, axis=0).T).sum())
+            steps = int(min(_CURVE_STEPS, max(1, np.ceil(np.sqrt(ctrl / 0.4)))))
+            t = np.linspace(0.0, 1.0, steps + 1)[1:, None]
             pts = ((1 - t) ** 3 * c[0] + 3 * (1 - t) ** 2 * t * c[1]
                    + 3 * (1 - t) * t ** 2 * c[2] + t ** 3 * c[3])
             cur.extend(map(tuple, pts.tolist()))
@@ -210,12 +214,16 @@ def _heuristic_walls(paths: list[dict[str, Any]], frame: PageFrame,
                 and all(item[0] in ("l", "re", "qu") for item in p.get("items") or ()):
             # straight-edged dark fills whose mean width (2 * area / perimeter) is a
             # wall's: poché; glyphs (curved) and thin rules are not
-            from cad2gltf.geometry.polygons import polygon_from_rings
+            from cad2gltf.geometry.polygons import iter_polygons, polygon_from_rings
 
             rings = [frame.to_m(c)[:, :2] for c, _ in _chains(p) if c.shape[0] >= 3]
             poly = polygon_from_rings(rings) if rings else None
-            if poly is not None and poly.length > 0:
-                mean_w = 2.0 * poly.area / poly.length
+            holed = any(len(g.interiors) for g in iter_polygons(poly))  # type: ignore[attr-defined]
+            long_side = max(float(r.width), float(r.height)) * s
+            if poly is not None and poly.length > 0 and (  # type: ignore[attr-defined]
+                    not holed or long_side >= 2.5):
+                # (a ring smaller than a room is a symbol: a rug, a frame)
+                mean_w = 2.0 * poly.area / poly.length  # type: ignore[attr-defined]
                 if max(options.min_wall_thickness, 0.06) <= mean_w <= options.max_wall_thickness:
                     chosen.add(i)
     if widths:
