@@ -158,7 +158,11 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
             e.gray = _render(page, options.dpi, gray=True)
             content.paths = []  # the image frame is not linework
         if detector is not None:
-            e.det_image = _render(page, detector.dpi, gray=False)
+            # the detector works on grey tiles: grey renders are a third of the memory
+            if e.gray is not None and abs(detector.dpi - options.dpi) < 1e-6:
+                e.det_image = e.gray
+            else:
+                e.det_image = _render(page, detector.dpi, gray=True)
         return e
     finally:
         del page
