@@ -1,6 +1,6 @@
 """Create the work pools and deploy every flow of ``deployments/prefect.yaml``.
 
-    python deployments/deploy.py [--pool-type process] [--skip-deploy]
+    python deployments/deploy.py [--pool-type cad2gltf-prefork] [--skip-deploy]
 
 Runs against the Prefect API of the environment (``PREFECT_API_URL``). Idempotent:
 existing pools are kept (their concurrency limits updated), deployments are upserted.
@@ -52,8 +52,9 @@ def deploy_all() -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool-type", default="process",
-                    help="work pool type: process (default), docker, kubernetes ...")
+    ap.add_argument("--pool-type", default="cad2gltf-prefork",
+                    help="work pool type: cad2gltf-prefork (default: warm children, see "
+                         "workers/), process (Prefect's stock worker), docker, kubernetes ...")
     ap.add_argument("--skip-deploy", action="store_true", help="only create the pools")
     args = ap.parse_args()
     asyncio.run(ensure_pools(args.pool_type))

@@ -25,6 +25,20 @@ if [ ! -f "$VENV/.complete" ]; then
     || { echo "bootstrap: installation incomplete" >&2; exit 1; }
   touch "$VENV/.complete"
 fi
+# the entry point that registers the cad2gltf-prefork worker type with Prefect (the code
+# stays in workers/ on PYTHONPATH); re-installed when its pyproject changes
+PLUGIN_HASH="$(sha256sum tools/prefect-plugin/pyproject.toml | cut -c1-12)"
+if [ ! -f "$VENV/.plugin-$PLUGIN_HASH" ]; then
+  rm -rf tools/prefect-plugin/build tools/prefect-plugin/*.egg-info
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --force-reinstall ./tools/prefect-plugin 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  rm -rf tools/prefect-plugin/build tools/prefect-plugin/*.egg-info
+  "$VENV/bin/python" -c "from importlib.metadata import entry_points as e; \
+assert any(p.value == 'workers' for p in e(group='prefect.collections'))" \
+    || { echo "bootstrap: the Prefect worker plugin did not install" >&2; exit 1; }
+  rm -f "$VENV"/.plugin-*
+  touch "$VENV/.plugin-$PLUGIN_HASH"
+fi
 if [ ! -d tools/gltf-validator/node_modules/gltf-validator ]; then
   command -v node >/dev/null || { echo "bootstrap: node is required for the glTF validator" >&2; exit 1; }
   npm ci --prefix tools/gltf-validator --no-audit --no-fund --loglevel=error >&2

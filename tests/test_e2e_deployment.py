@@ -1,7 +1,8 @@
-"""End to end through a real Prefect server and a process worker.
+"""End to end through a real Prefect server and the pools' prefork worker.
 
 Starts ``prefect server start`` on a free local port, creates the work pools and the
-deployments with ``deployments/deploy.py``, starts a worker for ``cad-cpu``, runs
+deployments with ``deployments/deploy.py``, starts a ``cad2gltf-prefork`` worker for
+``cad-cpu``, runs
 ``prefect deployment run convert-file/manual`` for a DXF stored in the S3 endpoint
 (moto's HTTP server), and checks what a person would: the flow run COMPLETED, the GLB
 landed (validator-clean), the ledger row (PostgreSQL) is SUCCESS with the result URI,
@@ -10,63 +11,26 @@ and the run's artifact exists.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-import httpx
 import pytest
 
 from cad2gltf.synth.floorplan import encode_floorplan, generate_floorplan
+from deployments.local import REPO, LocalPrefect
 from tests.gltf_validator import assert_valid_glb
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not up after {timeout} s")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, moto_s3, pg_dsn):
     tmp = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
     bucket = f"e2e-{uuid.uuid4().hex[:8]}"
     moto_s3.make_bucket(bucket)
-    env = dict(os.environ)
-    for k in [k for k in env if k.startswith("PREFECT_")]:
-        env.pop(k)
-    env.update({
-        "PREFECT_HOME": str(tmp / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    env = {
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-        "PYTHONPATH": str(REPO),
-        "CAD2GLTF_APP_DIR": str(REPO),
         "CAD2GLTF_HOME": str(tmp / "cad2gltf"),
         "CAD2GLTF_STORAGE_URL": f"s3://{bucket}/store",
         "CAD2GLTF_S3_ENDPOINT_URL": moto_s3.endpoint_url,
@@ -75,35 +39,21 @@ def stack(tmp_path_factory, moto_s3, pg_dsn):
         "AWS_DEFAULT_REGION": "us-east-1",
         "CAD2GLTF_LEDGER_DSN": pg_dsn,
         "CAD2GLTF_RETRY_BACKOFF_SECONDS": "0.1",
-    })
-    logs = tmp / "logs"
-    logs.mkdir()
-    procs = []
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, cwd=tmp,
-        stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT)
-    procs.append(server)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/api/health", 120, server)
+        "CAD2GLTF_WORKER_CHILDREN": "2",
+    }
+    with LocalPrefect(tmp, env) as st:
         deploy = subprocess.run([sys.executable, str(REPO / "deployments" / "deploy.py")],
-                                env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+                                env=st.env, cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "cad-cpu",
-             "--type", "process"], env=env, cwd=tmp,
-            stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-        procs.append(worker)
-        yield {"env": env, "bucket": bucket, "s3": moto_s3, "logs": logs,
+        # the pools' own worker type (deploy.py creates cad2gltf-prefork pools)
+        st.start_worker("cad-cpu", "cad2gltf-prefork", name="cpu")
+        yield {"env": st.env, "bucket": bucket, "s3": moto_s3, "stack": st,
                "deploy_output": deploy.stdout}
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+
+
+def _worker_log(stack) -> str:
+    return stack["stack"].log_text("worker-cpu")[-4000:]
 
 
 def _flow_run_state(env: dict, run_id: str) -> str:
@@ -134,8 +84,7 @@ def test_deployment_run_through_worker(stack):
         if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             break
         time.sleep(2)
-    worker_log = (stack["logs"] / "worker.log").read_text()[-4000:]
-    assert state == "COMPLETED", f"flow run ended {state}\n{worker_log}"
+    assert state == "COMPLETED", f"flow run ended {state}\n{_worker_log(stack)}"
     keys = [o["Key"] for o in s3.client.list_objects_v2(
         Bucket=bucket, Prefix="store/results/").get("Contents", [])]
     glbs = [k for k in keys if k.endswith("e2e.glb")]
@@ -194,7 +143,7 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path, callback_server):
                 break
             time.sleep(1)
         ledger.close()
-        assert job.status.value == "SUCCESS", (stack["logs"] / "worker.log").read_text()[-3000:]
+        assert job.status.value == "SUCCESS", _worker_log(stack)
         assert_valid_glb(stack["s3"].client.get_object(
             Bucket=stack["bucket"], Key=job.result_uri.split(f"{stack['bucket']}/", 1)[1]
         )["Body"].read())

@@ -76,16 +76,47 @@ def _reset_engine_process_state() -> None:
     control_listener.configure_from_env()
 
 
+_SETTINGS_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _use_settings_from_environment() -> None:
+    """Make Prefect's global settings those of the current environment and directory.
+
+    A fresh engine process reads its settings at import. Building them is expensive (tens
+    of nested pydantic-settings models, ~0.2 s here), so a warm child keeps the settings
+    of each distinct configuration -- the ``PREFECT_*`` variables (not the per-run
+    ``PREFECT__*`` ones) and the ``.env``/``prefect.toml``/``pyproject.toml`` files of
+    the working directory -- and only builds new ones for a configuration it has not seen.
+    """
+    import prefect.context as prefect_context
+
+    cwd_files = []
+    for name in (".env", "prefect.toml", "pyproject.toml"):
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        cwd_files.append((os.path.abspath(name), st.st_mtime_ns, st.st_size))
+    key = (tuple(cwd_files), tuple(sorted((k, v) for k, v in os.environ.items()
+                                     if k.startswith("PREFECT_") and not k.startswith("PREFECT__"))))
+    cached = _SETTINGS_CACHE.get(key)
+    if cached is None:
+        prefect_context.refresh_global_settings_context()
+        if len(_SETTINGS_CACHE) > 32:
+            _SETTINGS_CACHE.clear()
+        cached = _SETTINGS_CACHE[key] = prefect_context.GLOBAL_SETTINGS_CONTEXT
+    prefect_context.GLOBAL_SETTINGS_CONTEXT = cached
+
+
 def execute_flow_run(flow_run_id: UUID) -> int:
     """Run one flow run as ``python -m prefect.engine`` does; return its exit code.
 
     The environment (``PREFECT__FLOW_RUN_ID``, the job's variables, Prefect settings) must
     already be in ``os.environ``.
     """
-    from prefect.context import refresh_global_settings_context
     from prefect.engine import _drive_run_flow_result, handle_engine_signals
 
-    refresh_global_settings_context()
+    _use_settings_from_environment()
     _reset_engine_process_state()
     try:
         with handle_engine_signals(flow_run_id):
@@ -136,7 +167,15 @@ def _run_job(job: dict[str, Any]) -> tuple[int, bool]:
     try:
         if job.get("cwd"):
             os.chdir(job["cwd"])
-        code = execute_flow_run(UUID(job["flow_run_id"]))
+        if os.environ.get("CAD2GLTF_WORKER_PROFILE_DIR"):
+            import cProfile
+
+            prof = cProfile.Profile()
+            code = prof.runcall(execute_flow_run, UUID(job["flow_run_id"]))
+            prof.dump_stats(os.path.join(os.environ["CAD2GLTF_WORKER_PROFILE_DIR"],
+                                         f"{job['flow_run_id']}.prof"))
+        else:
+            code = execute_flow_run(UUID(job["flow_run_id"]))
     except TerminationSignal:
         # cancelled (SIGTERM from the worker): the run is over and so is this child
         code, terminate = 143, True
@@ -153,26 +192,32 @@ def _run_job(job: dict[str, Any]) -> tuple[int, bool]:
             os.chdir(saved_cwd)
         except OSError:
             pass
-        from prefect.context import refresh_global_settings_context
-
-        refresh_global_settings_context()
     return code, terminate
 
 
-def child_main(conn: Connection, index: int, warmup: tuple[str, ...]) -> None:
-    """Entry point of a warm child (the ``target`` of its multiprocessing Process)."""
+def child_main(conn: Connection, index: int, warmup: tuple[str, ...],
+               preload: tuple[str, ...] = ()) -> None:
+    """Entry point of a warm child (the ``target`` of its multiprocessing Process).
+
+    Modules of ``preload`` the fork server could not import (it ignores import errors)
+    are imported here, so that a broken preload fails loudly at start-up rather than in a
+    run; their names go back to the worker in the ``ready`` message.
+    """
     os.setsid()  # group signals to the worker must not reach the run in hand
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     started = time.perf_counter()
+    cold = [name for name in preload if name not in sys.modules]
     try:
+        for name in cold:
+            importlib.import_module(name)
         for spec in warmup:
             _call(spec)
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which gives up
-        conn.send(("failed", f"warm-up failed: {type(exc).__name__}: {exc}"))
+        conn.send(("failed", f"start-up failed: {type(exc).__name__}: {exc}"))
         conn.close()
         return
-    conn.send(("ready", os.getpid(), current_rss_bytes(), time.perf_counter() - started))
+    conn.send(("ready", os.getpid(), current_rss_bytes(), time.perf_counter() - started, cold))
     while True:
         try:
             message = conn.recv()

@@ -108,6 +108,7 @@ class ChildPool:
         self._busy: set[Child] = set()
         self._closing = False
         self._next_index = 0
+        self._warned_cold = False
         self.replaced = 0  # children replaced so far (recycling, deaths, cancels)
         self.started = 0
 
@@ -129,7 +130,7 @@ class ChildPool:
         index = self._next_index
         self._next_index += 1
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=child_main, args=(child_conn, index, self.warmup),
+        process = self._ctx.Process(target=child_main, args=(child_conn, index, self.warmup, self.preload),
                                     name=f"cad2gltf-child-{index}", daemon=False)
         process.start()
         child_conn.close()
@@ -151,6 +152,10 @@ class ChildPool:
         self.started += 1
         log.info("child %d ready (pid %d, %.0f MB, warm-up %.2f s)", index, child.pid,
                  message[2] / 2**20, message[3])
+        if message[4] and not self._warned_cold:
+            self._warned_cold = True
+            log.warning("the fork server could not preload %s; each child imports them "
+                        "itself (slower start)", ", ".join(message[4]))
         return child
 
     async def close(self, timeout: float = 10.0) -> None:

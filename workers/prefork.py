@@ -36,13 +36,12 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from pydantic import Field, field_validator
-
 from prefect._internal.schemas.validators import validate_working_dir
 from prefect.flows import load_flow_from_flow_run
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
@@ -50,12 +49,14 @@ from prefect.runner._process_manager import ProcessHandle
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+from pydantic import Field, field_validator
 
 from workers.pool import Child, ChildPool
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
+    from prefect.runner._control_channel import ControlChannel
 
 __all__ = ["PreforkJobConfiguration", "PreforkVariables", "PreforkWorker",
            "PreforkWorkerResult"]
@@ -66,7 +67,7 @@ WORKER_TYPE = "cad2gltf-prefork"
 class PreforkJobConfiguration(BaseJobConfiguration):
     """What a flow run needs from its pool: environment and working directory."""
 
-    working_dir: Optional[Path] = Field(default=None)
+    working_dir: Path | None = Field(default=None)
 
     @field_validator("working_dir")
     @classmethod
@@ -79,7 +80,7 @@ class PreforkJobConfiguration(BaseJobConfiguration):
 class PreforkVariables(BaseVariables):
     """Job variables a deployment may override (shown in the work pool's UI form)."""
 
-    working_dir: Optional[Path] = Field(
+    working_dir: Path | None = Field(
         default=None, title="Working Directory",
         description="Directory the run executes in; a fresh temporary directory when "
                     "empty (deployments usually set theirs with a pull step).")
@@ -99,15 +100,21 @@ class _RunProcess:
 
 
 class _ChildTermination:
-    """Termination scope of a run: signals go to its child, which is then replaced."""
+    """Termination scope of a run: signals go to its child, which is then replaced.
+
+    What Prefect kills is the run: once the child reported the run over (the engine
+    handled the SIGTERM as a cancellation), the run is dead even though the process
+    still lives until the pool retires it.
+    """
 
     wait_after_graceful_kill = True
 
-    def __init__(self, child: Child) -> None:
+    def __init__(self, child: Child, process: _RunProcess) -> None:
         self._child = child
+        self._process = process
 
     def is_alive(self, pid: int) -> bool:
-        return self._child.alive()
+        return self._process.returncode is None and self._child.alive()
 
     def graceful_kill(self, pid: int) -> None:
         self._child.signal(signal.SIGTERM)
@@ -122,11 +129,13 @@ class _ChildTermination:
 class _ChildStarter:
     """A Prefect ``ProcessStarter`` that runs the flow run in a warm child."""
 
-    def __init__(self, pool: ChildPool, configuration: PreforkJobConfiguration) -> None:
+    def __init__(self, pool: ChildPool, configuration: PreforkJobConfiguration,
+                 control_channel: ControlChannel | None = None) -> None:
         self._pool = pool
         self._configuration = configuration
+        self._control_channel = control_channel
 
-    def _environment(self, flow_run: FlowRun) -> dict[str, str]:
+    def _environment(self, flow_run: FlowRun, control_env: dict[str, str]) -> dict[str, str]:
         # the same environment EngineCommandStarter gives `python -m prefect.engine`
         env: dict[str, str | None] = dict(os.environ)
         env.update(self._configuration.env)
@@ -134,6 +143,7 @@ class _ChildStarter:
         env.update({
             "PREFECT__FLOW_RUN_ID": str(flow_run.id),
             "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+            **control_env,
         })
         return {k: v for k, v in sanitize_subprocess_env(env).items() if v is not None}
 
@@ -141,20 +151,33 @@ class _ChildStarter:
                     task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED,
                     ) -> None:
         child = await self._pool.acquire()
+        # the control channel tells the engine in the child that a SIGTERM is a
+        # cancellation (CANCELLED), not a crash -- as for `python -m prefect.engine`
+        control_env: dict[str, str] = {}
+        registered = handed_off = False
+        if self._control_channel is not None:
+            with contextlib.suppress(RuntimeError):
+                port, token = self._control_channel.register(flow_run.id)
+                control_env = {"PREFECT__CONTROL_PORT": str(port),
+                               "PREFECT__CONTROL_TOKEN": token}
+                registered = True
         try:
             with contextlib.ExitStack() as stack:
                 cwd = self._configuration.working_dir
                 if cwd is None:
                     cwd = Path(stack.enter_context(tempfile.TemporaryDirectory(suffix="prefect")))
-                job = {"flow_run_id": str(flow_run.id), "env": self._environment(flow_run),
-                       "cwd": str(cwd)}
+                job = {"flow_run_id": str(flow_run.id),
+                       "env": self._environment(flow_run, control_env), "cwd": str(cwd)}
                 process = _RunProcess(child)
                 running = asyncio.ensure_future(self._pool.run(child, job))
                 task_status.started(ProcessHandle(process,  # type: ignore[arg-type]
-                                                  termination_scope=_ChildTermination(child)))
+                                                  termination_scope=_ChildTermination(child, process)))
+                handed_off = True
                 outcome = await running
                 process.returncode = outcome.exit_code
         finally:
+            if registered and not handed_off and self._control_channel is not None:
+                self._control_channel.unregister(flow_run.id)
             await self._pool.release(child)
 
 
@@ -313,13 +336,14 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
 
     # ---------------------------------------------------------------- runs
     async def run(self, flow_run: FlowRun, configuration: PreforkJobConfiguration,
-                  task_status: Optional[anyio.abc.TaskStatus[int]] = None,
+                  task_status: anyio.abc.TaskStatus[int] | None = None,
                   ) -> PreforkWorkerResult:
         if task_status is None:
             task_status = anyio.TASK_STATUS_IGNORED
         assert self.pool is not None and self._executor_context is not None
         executor = self._executor_context.create_executor(
-            flow_run, _ChildStarter(self.pool, configuration),
+            flow_run, _ChildStarter(self.pool, configuration,
+                                    self._executor_context.control_channel),
             resolve_flow=load_flow_from_flow_run, propose_submitting=False)
         execution: FlowRunExecutionResult | None = None
 
