@@ -113,6 +113,8 @@ def _convert_path(path: str | os.PathLike[str], options: ConvertOptions, *, limi
         t1 = time.perf_counter()
         scene = READERS[sniff.file_type](Path(path), options)
         timings["read"] = time.perf_counter() - t1
+        # a reader's post-processing of the written GLB (PDF ground-plane textures)
+        finish_glb = scene.metadata.pop("_finish_glb", None)
         has_text = any(n.category == "text" for n in scene.iter_nodes())
         if not scene.has_geometry and not has_text:
             raise ParsingError("the drawing has no convertible geometry in its model space",
@@ -134,6 +136,8 @@ def _convert_path(path: str | os.PathLike[str], options: ConvertOptions, *, limi
         bounds = scene.bounds()  # shared by the writer and the preview
         glb = gltf_dumpb(scene, provenance=provenance, recenter=options.recenter,
                          name=Path(path).stem, bounds=bounds)
+        if finish_glb is not None:
+            glb = finish_glb(glb)
         timings["gltf"] = time.perf_counter() - t2
         png = None
         if preview:

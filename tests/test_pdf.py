@@ -383,3 +383,43 @@ def test_reader_alone_and_text_nodes(tmp_path):
     assert scene.metadata["source_type"] == "pdf"
     res, gdoc, _ = convert(tmp_path, p.read_bytes(), name="simple2.pdf")
     assert res.report["nodes_by_category"]["text"] == 1
+
+
+# -- ground plane ------------------------------------------------------------------------
+
+
+def test_ground_plane_textures(tmp_path):
+    plan = generate_floorplan(seed=9, rooms_x=2, rooms_y=2, units="mm")
+    vec, _ = vector_pdf(plan)
+    scan = scanned_pdf(vec, dpi=150, rotate_deg=1.0, noise=8.0, seed=4)
+    out = pymupdf.open()
+    for data in (vec, scan):
+        src = pymupdf.open(stream=data, filetype="pdf")
+        out.insert_pdf(src)
+        src.close()
+    data = out.tobytes()
+    out.close()
+    res, doc, blob = convert(tmp_path, data, name="ground.pdf", ground_plane=True)
+    grounds = G.nodes_by_category(doc, "ground_plane")
+    assert [g["extras"]["source"]["page"] for g in grounds] == [1, 2]
+    assert len(doc["images"]) == 2 and len(doc["textures"]) == 2
+    for g, page in zip(grounds, G.nodes_by_category(doc, "page"), strict=True):
+        assert doc["nodes"].index(g) in page["children"]
+        prim = doc["meshes"][g["mesh"]]["primitives"][0]
+        assert "TEXCOORD_0" in prim["attributes"]
+        mat = doc["materials"][prim["material"]]
+        img = doc["images"][doc["textures"][mat["pbrMetallicRoughness"]["baseColorTexture"]
+                                            ["index"]]["source"]]
+        view = doc["bufferViews"][img["bufferView"]]
+        png = blob[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same without the option: no images; with it twice: the same bytes
+    res2, doc2, _ = convert(tmp_path, data, name="plain.pdf")
+    assert "images" not in doc2
+    p = tmp_path / "ground.pdf"
+    assert convert_path(p, ConvertOptions(ground_plane=True)).glb == res.glb
+    from cad2gltf.pdf import pdf_pages_to_glb
+
+    for _, glb in pdf_pages_to_glb(p, ConvertOptions(ground_plane=True)):
+        assert_valid_glb(glb)
+        assert len(G.load(glb)[0]["images"]) == 1

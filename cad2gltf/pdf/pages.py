@@ -33,6 +33,7 @@ def pdf_pages_to_glb(path: str | os.PathLike[str], options: ConvertOptions | Non
         DetectorError: see :func:`cad2gltf.pdf.reader.iter_pdf_pages`.
     """
     from cad2gltf.gltf import gltf_dumpb
+    from cad2gltf.pdf.groundplane import add_ground_planes
     from cad2gltf.pdf.reader import iter_pdf_pages
 
     options = options or ConvertOptions()
@@ -44,7 +45,9 @@ def pdf_pages_to_glb(path: str | os.PathLike[str], options: ConvertOptions | Non
                                 "unit_scale_m": res.frame.metres_per_point})
         prov = dict(provenance or {})
         prov["page"] = res.frame.number
-        out.append((res.frame.number, gltf_dumpb(scene, provenance=prov,
-                                                 recenter=options.recenter,
-                                                 name=f"page-{res.frame.number}")))
+        glb = gltf_dumpb(scene, provenance=prov, recenter=options.recenter,
+                         name=f"page-{res.frame.number}")
+        if res.ground is not None:
+            glb = add_ground_planes(glb, [res.ground])
+        out.append((res.frame.number, glb))
     return out

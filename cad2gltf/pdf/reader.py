@@ -21,6 +21,7 @@ detections it came from.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ import numpy as np
 from cad2gltf.options import ConvertOptions
 from cad2gltf.pdf.document import page_selection, pdf_document
 from cad2gltf.pdf.frame import PageFrame
+from cad2gltf.pdf.groundplane import GROUND_DPI, GroundPlane, add_ground_planes, encode_texture
 from cad2gltf.pdf.raster import ScanResult, find_walls
 from cad2gltf.pdf.scale import PageScale, resolve_scale
 from cad2gltf.pdf.symbols import OPENING_CLASSES, PageDetection, load_symbol_detector
@@ -58,6 +60,7 @@ class PageResult:
     kind: str
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    ground: GroundPlane | None = None
 
 
 @dataclass
@@ -68,6 +71,7 @@ class _Extracted:
     scanned: bool
     gray: np.ndarray | None = None        # scanned pages: render at options.dpi
     det_image: np.ndarray | None = None   # detector input at the detector's dpi
+    ground: np.ndarray | None = None      # ground-plane texture (vector pages)
     detections: list[PageDetection] = field(default_factory=list)
 
 
@@ -157,6 +161,8 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
         if scanned:
             e.gray = _render(page, options.dpi, gray=True)
             content.paths = []  # the image frame is not linework
+        if options.ground_plane and not scanned:
+            e.ground = _render(page, GROUND_DPI, gray=True)
         if detector is not None:
             # the detector works on grey tiles: grey renders are a third of the memory
             if e.gray is not None and abs(detector.dpi - options.dpi) < 1e-6:
@@ -191,6 +197,8 @@ def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> Pag
                        "text_blobs_removed": scan.text_blobs})
         _emit_scan_walls(scan, frame, options.dpi, builder, collector)
         stats["scan_walls"] = int(scan.walls.shape[0])
+        if options.ground_plane:
+            e.ground = _deskewed_texture(e.gray, scan, options.dpi)
         e.gray = None
     else:
         emit_vector_page(e.content, frame, options, builder, collector, stats)
@@ -205,9 +213,31 @@ def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> Pag
                              "bbox_pt": [0.0, 0.0, round(frame.width_pt, 2),
                                          round(frame.height_pt, 2)]}
     _sources(node, frame)
+    ground = None
+    if e.ground is not None:
+        (x0, y0), (w_m, h_m) = frame.offset_m, frame.size_m
+        ground = GroundPlane(frame.number, encode_texture(e.ground),
+                             (x0, y0, x0 + w_m, y0 + h_m))
+        e.ground = None
     return PageResult(node=node, frame=frame, scale=e.scale,
                       kind=extras["kind"], warnings=[f"page {frame.number}: {w}" for w in warnings],
-                      stats=stats)
+                      stats=stats, ground=ground)
+
+
+def _deskewed_texture(gray: np.ndarray, scan: ScanResult, dpi: float) -> np.ndarray:
+    """The scan turned like its walls (deskewed), at the ground-plane resolution."""
+    import cv2
+
+    h, w = gray.shape
+    img = gray
+    if not np.allclose(scan.matrix, [[1, 0, 0], [0, 1, 0]]):
+        img = cv2.warpAffine(gray, scan.matrix, (w, h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    f = GROUND_DPI / dpi
+    if f < 1.0:
+        img = cv2.resize(img, (max(1, int(round(w * f))), max(1, int(round(h * f)))),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
 
 
 def _emit_scan_walls(scan: ScanResult, frame: PageFrame, dpi: float, builder: SceneBuilder,
@@ -306,8 +336,12 @@ def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = 
     stats: dict[str, Any] = {"pages": 0, "vector_pages": 0, "scanned_pages": 0}
     layers: set[str] = set()
     first: PageResult | None = None
+    grounds: list[GroundPlane] = []
     for res in iter_pdf_pages(path, options, warnings):
         first = first or res
+        if res.ground is not None:
+            grounds.append(res.ground)
+            res.ground = None
         nodes.append(res.node)
         warnings.extend(res.warnings)
         stats["pages"] += 1
@@ -320,13 +354,18 @@ def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = 
     if len(warnings) > _MAX_WARNINGS:
         extra = len(warnings) - _MAX_WARNINGS
         warnings = warnings[:_MAX_WARNINGS] + [f"... and {extra} more warnings"]
-    metadata = {
+    metadata: dict[str, Any] = {
         "source_type": "pdf",
         "units": "pt",
         "unit_scale_m": first.frame.metres_per_point if first else None,
         "layers": sorted(layers),
         "pages": pages,
     }
+    if grounds:
+        # the scene has no textures: the planes are added to the written GLB
+        # (:func:`cad2gltf.convert.convert_path` applies ``_finish_glb``)
+        metadata["_finish_glb"] = functools.partial(add_ground_planes, planes=grounds)
+        stats["ground_planes"] = len(grounds)
     return Scene(nodes=nodes, metadata=metadata, warnings=warnings, stats=stats)
 
 
