@@ -270,6 +270,49 @@ def test_scale_from_note_option_and_default(tmp_path):
     assert ex["scale"] == "1:100" and ex["scale_source"] == "default"
 
 
+def _dimensioned_pdf(denom: float, texts: list[str], unit_m: float = 0.001) -> bytes:
+    """A room drawn at 1:denom whose sides carry dimension texts (real text)."""
+    mpp = 0.0254 / 72.0 * denom
+    doc = pymupdf.open()
+    page = doc.new_page(width=1191, height=842)
+    shape = page.new_shape()
+    x0, y0 = 150.0, 150.0
+    lengths = [float(t.replace(",", ".")) * unit_m / mpp for t in texts]
+    w, h = lengths[0], lengths[1]
+    for a, b in [((x0, y0), (x0 + w, y0)), ((x0, y0), (x0, y0 + h)),
+                 ((x0 + w, y0), (x0 + w, y0 + h)), ((x0, y0 + h), (x0 + w, y0 + h))]:
+        shape.draw_line(a, b)
+    shape.finish(color=(0, 0, 0), width=2.0)
+    # dimension lines: 20 pt outside, the value written along them
+    shape.draw_line((x0, y0 - 20), (x0 + w, y0 - 20))
+    shape.draw_line((x0 - 20, y0), (x0 - 20, y0 + h))
+    shape.draw_line((x0, y0 + h + 20), (x0 + w, y0 + h + 20))
+    shape.finish(color=(0, 0, 0), width=0.3)
+    shape.commit()
+    page.insert_text((x0 + w / 2 - 12, y0 - 23), texts[0], fontsize=8)
+    page.insert_text((x0 - 23, y0 + h / 2 + 12), texts[1], fontsize=8, rotate=90)
+    page.insert_text((x0 + w / 2 - 12, y0 + h + 17), texts[0], fontsize=8)
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+@pytest.mark.parametrize("denom,texts,unit_m", [(50, ["4000", "3000"], 0.001),
+                                                 (200, ["12.50", "8.00"], 1.0)])
+def test_scale_from_dimensions(tmp_path, denom, texts, unit_m):
+    data = _dimensioned_pdf(denom, texts, unit_m)
+    res, doc, blob = convert(tmp_path, data, name="dims.pdf")
+    page = G.nodes_by_category(doc, "page")[0]["extras"]
+    assert page["scale"] == f"1:{denom}" and page["scale_source"] == "dimensions"
+    # the room's long side (plus the 20 pt to the left dimension line) measures what its
+    # dimension says
+    lines = [n for n in res.scene.iter_nodes() if n.category == "layer"]
+    pts = np.concatenate([p.positions for n in lines for p in n.primitives])
+    offset = 20 * 0.0254 / 72.0 * denom
+    assert pts[:, 0].max() - pts[:, 0].min() == pytest.approx(
+        float(texts[0]) * unit_m + offset, rel=0.01)
+
+
 # -- scanned pages ---------------------------------------------------------------------
 
 

@@ -36,9 +36,14 @@ from cad2gltf.pdf.document import page_selection, pdf_document
 from cad2gltf.pdf.frame import PageFrame
 from cad2gltf.pdf.groundplane import GROUND_DPI, GroundPlane, add_ground_planes, encode_texture
 from cad2gltf.pdf.raster import ScanResult, find_walls
-from cad2gltf.pdf.scale import PageScale, resolve_scale
+from cad2gltf.pdf.scale import PageScale, resolve_scale, scale_from_dimensions
 from cad2gltf.pdf.symbols import OPENING_CLASSES, PageDetection, load_symbol_detector
-from cad2gltf.pdf.vector import PageContent, emit_vector_page, read_page_content
+from cad2gltf.pdf.vector import (
+    PageContent,
+    emit_vector_page,
+    read_page_content,
+    straight_segments,
+)
 from cad2gltf.scene import Color, Node, Scene, SceneBuilder
 
 __all__ = ["CHUNK", "PageResult", "iter_pdf_pages", "pdf_readfile"]
@@ -155,7 +160,10 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
         return _Extracted(index, PageContent(width_pt=842.0, height_pt=595.0),
                           resolve_scale(options.scale, []), False)
     try:
-        scale = resolve_scale(options.scale, [(t.text, t.size) for t in content.texts])
+        scale = resolve_scale(options.scale, [(t.text, t.size) for t in content.texts],
+                              lambda: scale_from_dimensions(
+                                  [(t.text, t.size, t.bbox, t.angle_deg) for t in content.texts],
+                                  straight_segments(content.paths)))
         scanned = content.is_scanned
         e = _Extracted(index, content, scale, scanned)
         if scanned:

@@ -6,15 +6,22 @@ point stands for ``N * 0.0254 / 72`` metres of the building. The scale comes fro
 1. ``options.scale`` (``"1:100"``);
 2. a scale note in the page text (``SCALE 1:50``, ``M 1:100``, ``Maßstab 1:200``); when
    several differ, the one written in the largest type wins, then the first one;
-3. :data:`DEFAULT_SCALE` (1:100, the usual scale of building floor plans).
+3. dimensions: a number written along a straight line (``4000`` in millimetres, ``4.00``
+   in metres) gives the scale of that line; at least two dimensions must agree on the
+   same standard scale (1:20, 1:50, 1:100 ...) within 3 %;
+4. :data:`DEFAULT_SCALE` (1:100, the usual scale of building floor plans).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_SCALE", "PageScale", "find_scale_note", "parse_scale", "resolve_scale"]
+import numpy as np
+
+__all__ = ["DEFAULT_SCALE", "PageScale", "find_scale_note", "parse_scale", "resolve_scale",
+           "scale_from_dimensions"]
 
 DEFAULT_SCALE = 100.0
 #: metres on the sheet per PDF point
@@ -23,6 +30,10 @@ METRES_PER_POINT = 0.0254 / 72.0
 _RATIO = re.compile(r"(?<![\d.:])(\d+(?:[.,]\d+)?)\s*:\s*(\d+(?:[.,]\d+)?)(?![\d:])")
 _NOTE = re.compile(r"(?i)(?:scale|ma(?:ss|ß)stab|[ée]chelle|\bm\b|\bsc\b)\.?\s*[:=]?\s*$")
 _PLAUSIBLE = (1.0, 5000.0)
+_STANDARD = (1, 2, 5, 10, 20, 25, 50, 75, 100, 125, 200, 250, 500, 1000, 1250, 2000, 2500,
+             5000)
+_DIM_MM = re.compile(r"\d{3,6}")
+_DIM_M = re.compile(r"\d{1,3}[.,]\d{1,3}")
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class PageScale:
 
     Attributes:
         denominator: N of 1:N.
-        source: ``option``, ``note`` or ``default``.
+        source: ``option``, ``note``, ``dimensions`` or ``default``.
         text: the note it was read from (``note`` only).
     """
 
@@ -96,8 +107,74 @@ def find_scale_note(spans: list[tuple[str, float]]) -> tuple[float, str] | None:
     return None if best is None else (best[2], best[3])
 
 
-def resolve_scale(option: str | None, spans: list[tuple[str, float]]) -> PageScale:
-    """The page scale from the option, else a scale note, else the default.
+def scale_from_dimensions(spans: list[tuple[str, float, tuple[float, float, float, float],
+                                          float]],
+                          segments: np.ndarray) -> tuple[float, str] | None:
+    """The scale that dimension texts and the lines they label agree on.
+
+    Args:
+        spans: ``(text, size, bbox, angle_deg)`` of the page's text spans (points).
+        segments: ``(n, 4)`` straight segments ``x0, y0, x1, y1`` in points.
+
+    Returns:
+        ``(denominator, description)`` or None when fewer than two dimensions agree.
+    """
+    if segments.size == 0:
+        return None
+    seg = np.asarray(segments, dtype=np.float64).reshape(-1, 4)
+    dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
+    length = np.hypot(dx, dy)
+    mid = (seg[:, :2] + seg[:, 2:]) / 2.0
+    horizontal = np.abs(dy) <= 0.02 * length
+    vertical = np.abs(dx) <= 0.02 * length
+    votes: dict[float, list[str]] = {}
+    for text, size, bbox, angle in spans:
+        t = text.strip()
+        if _DIM_MM.fullmatch(t):
+            metres = int(t) / 1000.0
+        elif _DIM_M.fullmatch(t):
+            metres = float(t.replace(",", "."))
+        else:
+            continue
+        if metres <= 0:
+            continue
+        cx, cy = (bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0
+        a = angle % 180.0
+        if a < 10 or a > 170:
+            along, across, mask = 0, 1, horizontal
+        elif 80 < a < 100:
+            along, across, mask = 1, 0, vertical
+        else:
+            continue
+        centre = (cx, cy)
+        extent = (bbox[2] - bbox[0]) if along == 0 else (bbox[3] - bbox[1])
+        near = mask & (np.abs(mid[:, across] - centre[across]) <= 1.5 * max(size, 1.0)) \
+            & (np.abs(mid[:, along] - centre[along]) <= 0.25 * length) & (length > extent)
+        if not near.any():
+            continue
+        k = np.flatnonzero(near)
+        best = k[np.argmin(np.abs(mid[k, across] - centre[across]))]
+        denom = metres / (float(length[best]) * METRES_PER_POINT)
+        snap = min(_STANDARD, key=lambda s: abs(s - denom) / s)
+        if abs(snap - denom) / snap <= 0.03:
+            votes.setdefault(float(snap), []).append(t)
+    if not votes:
+        return None
+    denom, texts = max(votes.items(), key=lambda kv: (len(kv[1]), -kv[0]))
+    if len(texts) < 2:
+        return None
+    return denom, f"{len(texts)} dimensions ({', '.join(texts[:4])})"
+
+
+def resolve_scale(option: str | None, spans: list[tuple[str, float]],
+                  dimensions: Callable[[], tuple[float, str] | None] | None = None) -> PageScale:
+    """The page scale from the option, else a scale note, else dimensions, else the
+    default.
+
+    Args:
+        option: ``options.scale``.
+        spans: ``(text, font size)`` of the page's text.
+        dimensions: called (only when needed) for :func:`scale_from_dimensions`.
 
     Raises:
         ValueError: when ``option`` is not a ratio (options are validated earlier).
@@ -107,4 +184,8 @@ def resolve_scale(option: str | None, spans: list[tuple[str, float]]) -> PageSca
     note = find_scale_note(spans)
     if note is not None:
         return PageScale(note[0], "note", note[1])
+    if dimensions is not None:
+        found = dimensions()
+        if found is not None:
+            return PageScale(found[0], "dimensions", found[1])
     return PageScale(DEFAULT_SCALE, "default")

@@ -28,7 +28,8 @@ from cad2gltf.options import ConvertOptions
 from cad2gltf.pdf.frame import PageFrame
 from cad2gltf.scene import Color, SceneBuilder
 
-__all__ = ["PageContent", "TextSpan", "emit_vector_page", "read_page_content"]
+__all__ = ["PageContent", "TextSpan", "emit_vector_page", "read_page_content",
+           "straight_segments"]
 
 _CURVE_STEPS = 16
 _LINEWORK = "linework"
@@ -106,6 +107,13 @@ def read_page_content(page: Any) -> PageContent:
                                                   tuple(span["origin"]),  # type: ignore[arg-type]
                                                   angle))
     return content
+
+
+def straight_segments(paths: list[dict[str, Any]]) -> np.ndarray:
+    """All stroked straight line items of the paths as ``(n, 4)`` ``x0, y0, x1, y1``."""
+    rows = [(it[1].x, it[1].y, it[2].x, it[2].y) for p in paths if "s" in (p.get("type") or "")
+            for it in p.get("items") or () if it[0] == "l"]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
 def _is_background(path: dict[str, Any], content: PageContent) -> bool:
