@@ -466,3 +466,53 @@ def test_ground_plane_textures(tmp_path):
     for _, glb in pdf_pages_to_glb(p, ConvertOptions(ground_plane=True)):
         assert_valid_glb(glb)
         assert len(G.load(glb)[0]["images"]) == 1
+
+
+# -- poché (filled) walls -------------------------------------------------------------------
+
+
+def _poche_pdf() -> tuple[bytes, object]:
+    """Two rooms with 25 cm filled walls (one fill path, non-zero winding), a 0.9 m gap in
+    the middle wall, some thin furniture lines and a room label, at 1:100 on A3."""
+    mpp = 0.0254 / 72 * 100
+    ox, oy, t = 100.0, 100.0, 0.25
+    doc = pymupdf.open()
+    page = doc.new_page(width=1191, height=842)
+    shape = page.new_shape()
+    for x0, y0, x1, y1 in [(0, 0, 10.25, t), (0, 4, 10.25, 4 + t), (0, 0, t, 4 + t),
+                           (10, 0, 10 + t, 4 + t), (5, 0, 5 + t, 1.5), (5, 2.4, 5 + t, 4 + t)]:
+        shape.draw_rect(pymupdf.Rect(ox + x0 / mpp, oy + y0 / mpp, ox + x1 / mpp, oy + y1 / mpp))
+    shape.finish(fill=(0, 0, 0), color=None)
+    for k in range(6):
+        shape.draw_line((ox + 1 / mpp, oy + (1 + 0.3 * k) / mpp),
+                        (ox + 3 / mpp, oy + (1 + 0.3 * k) / mpp))
+    shape.finish(color=(0, 0, 0), width=0.3)
+    shape.commit()
+    page.insert_text((ox + 1 / mpp, oy + 3 / mpp), "LIVING 20 m2", fontsize=9)
+    data = doc.tobytes()
+    doc.close()
+    height = 842 * mpp
+
+    def to_m(x: float, y: float) -> tuple[float, float]:  # metres from the plan's corner
+        return ox * mpp + x, height - oy * mpp - y
+
+    return data, to_m
+
+
+@pytest.mark.parametrize("scanned", [False, True])
+def test_poche_walls(tmp_path, scanned):
+    data, to_m = _poche_pdf()
+    if scanned:
+        data = scanned_pdf(data, dpi=150, rotate_deg=1.0, noise=10.0, seed=2)
+    res, doc, blob = convert(tmp_path, data, name="poche.pdf")
+    walls = G.nodes_by_category(doc, "wall")
+    assert len(walls) == 6
+    thick = np.array([w["extras"]["thickness_m"] for w in walls])
+    assert np.all(np.abs(thick - 0.25) < 0.03)
+    total = sum(w["extras"]["length_m"] for w in walls)
+    assert total == pytest.approx(2 * 10.25 + 2 * 4.25 + 1.5 + 1.85, rel=0.1)
+    tris = solid_triangles(doc, blob, {"wall"})
+    for x, y in [(2.5, 0.12), (5.12, 0.7), (5.12, 3.5), (10.12, 2.0), (0.12, 2.0)]:
+        assert material_at(tris, *to_m(x, y), 1.0), (x, y)
+    for x, y in [(2.5, 2.0), (7.5, 2.0), (5.12, 1.95)]:  # rooms, the door gap
+        assert not material_at(tris, *to_m(x, y), 1.0), (x, y)

@@ -177,6 +177,35 @@ def _chains(path: dict[str, Any]) -> list[tuple[np.ndarray, bool]]:
     return out
 
 
+def fill_polygon(rings: list[np.ndarray], even_odd: bool) -> Any | None:
+    """The area a PDF fill covers: even-odd, or non-zero winding (rings turning like the
+    largest add, rings turning the other way cut holes)."""
+    from cad2gltf.geometry.polygons import polygon_from_rings
+
+    rings = [r for r in rings if r.shape[0] >= 3]
+    if not rings:
+        return None
+    if even_odd or len(rings) == 1:
+        return polygon_from_rings(rings)
+    import shapely
+
+    def signed(r: np.ndarray) -> float:
+        x, y = r[:, 0], r[:, 1]
+        return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+    areas = [signed(r) for r in rings]
+    main = np.sign(areas[int(np.argmax(np.abs(areas)))])
+    polys = [(polygon_from_rings([r]), a) for r, a in zip(rings, areas, strict=True)]
+    add = [p for p, a in polys if p is not None and np.sign(a) == main]
+    cut = [p for p, a in polys if p is not None and np.sign(a) != main]
+    if not add:
+        return None
+    result = shapely.union_all(add)
+    if cut:
+        result = result.difference(shapely.union_all(cut))
+    return None if result.is_empty else result
+
+
 def _category(layer: str, rules: list[tuple[str, re.Pattern[str]]]) -> str | None:
     if not layer:
         return None
@@ -222,10 +251,10 @@ def _heuristic_walls(paths: list[dict[str, Any]], frame: PageFrame,
                 and all(item[0] in ("l", "re", "qu") for item in p.get("items") or ()):
             # straight-edged dark fills whose mean width (2 * area / perimeter) is a
             # wall's: poché; glyphs (curved) and thin rules are not
-            from cad2gltf.geometry.polygons import iter_polygons, polygon_from_rings
+            from cad2gltf.geometry.polygons import iter_polygons
 
             rings = [frame.to_m(c)[:, :2] for c, _ in _chains(p) if c.shape[0] >= 3]
-            poly = polygon_from_rings(rings) if rings else None
+            poly = fill_polygon(rings, bool(p.get("even_odd")))
             holed = any(len(g.interiors) for g in iter_polygons(poly))  # type: ignore[attr-defined]
             long_side = max(float(r.width), float(r.height)) * s
             if poly is not None and poly.length > 0 and (  # type: ignore[attr-defined]
@@ -282,8 +311,17 @@ def emit_vector_page(content: PageContent, frame: PageFrame, options: ConvertOpt
             builder.node(key, name=layer, category="layer", layer=layer)
         if "f" in kind and path.get("fill") is not None:
             color = _color(path.get("fill"), path.get("fill_opacity"))
+            if cat == "wall" and len(chains) > 1 and not path.get("even_odd") and all(
+                    c.shape[0] == 4 or (c.shape[0] == 5 and np.allclose(c[0], c[-1]))
+                    for c, _ in chains):
+                # poché drawn as many quadrilaterals (one per wall piece): each is a wall
+                ekey = collector.element_key(cat, layer, handle, builder)
+                for c, _ in chains:
+                    collector.take_polyline(cat, ekey, frame.to_m(c[:4]), True, handle, color)
+                continue
             rings = [frame.to_m(c)[:, :2] for c, _ in chains if c.shape[0] >= 3]
-            _emit_fill(builder, collector, cat, layer, key, handle, color, rings)
+            _emit_fill(builder, collector, cat, layer, key, handle, color, rings,
+                       bool(path.get("even_odd")))
         if "s" in kind and path.get("color") is not None:
             color = _color(path.get("color"), path.get("stroke_opacity"))
             for pts, closed in chains:
@@ -297,12 +335,12 @@ def emit_vector_page(content: PageContent, frame: PageFrame, options: ConvertOpt
 
 
 def _emit_fill(builder: SceneBuilder, collector: Any, cat: str | None, layer: str, key: str,
-               handle: str, color: Color, rings: list[np.ndarray]) -> None:
-    from cad2gltf.geometry.polygons import polygon_from_rings, triangulate_polygon
+               handle: str, color: Color, rings: list[np.ndarray], even_odd: bool) -> None:
+    from cad2gltf.geometry.polygons import triangulate_polygon
 
     if not rings:
         return
-    poly = polygon_from_rings(rings)
+    poly = fill_polygon(rings, even_odd)
     if poly is None:
         return
     pos2, idx = triangulate_polygon(poly)
