@@ -178,6 +178,12 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
             else:
                 e.det_image = _render(page, detector.dpi, gray=True)
         return e
+    except Exception as exc:  # noqa: BLE001 - e.g. an image stream that cannot be decoded
+        warnings.append(f"page {index + 1} cannot be rendered and was left out: "
+                        f"{type(exc).__name__}: {exc}"[:300])
+        return _Extracted(index, PageContent(width_pt=content.width_pt,
+                                             height_pt=content.height_pt),
+                          resolve_scale(options.scale, []), False)
     finally:
         del page
 
@@ -196,7 +202,7 @@ def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> Pag
         "size_pt": [round(frame.width_pt, 3), round(frame.height_pt, 3)],
         "offset_m": list(frame.offset_m),
     }
-    if e.scale.source == "note":
+    if e.scale.source in ("note", "dimensions"):
         extras["scale_note"] = e.scale.text
     scan: ScanResult | None = None
     if e.scanned and e.gray is not None:
