@@ -516,3 +516,20 @@ def test_poche_walls(tmp_path, scanned):
         assert material_at(tris, *to_m(x, y), 1.0), (x, y)
     for x, y in [(2.5, 2.0), (7.5, 2.0), (5.12, 1.95)]:  # rooms, the door gap
         assert not material_at(tris, *to_m(x, y), 1.0), (x, y)
+
+
+def test_text_limit_holds_for_the_whole_document(tmp_path):
+    doc = pymupdf.open()
+    for k in range(3):
+        page = doc.new_page(width=842, height=595)
+        page.draw_line((100, 100), (400, 100), color=(0, 0, 0), width=0.5)
+        for j in range(4):
+            page.insert_text((100, 150 + 20 * j), f"ROOM {k}.{j}", fontsize=10)
+    p = tmp_path / "texts.pdf"
+    doc.save(p)
+    doc.close()
+    res = convert_path(p, ConvertOptions(max_text_nodes=6), keep_scene=True)
+    assert_valid_glb(res.glb)
+    texts = [n.extras["text"] for n in res.scene.iter_nodes() if n.category == "text"]
+    assert texts == ["ROOM 0.0", "ROOM 0.1", "ROOM 0.2", "ROOM 0.3", "ROOM 1.0", "ROOM 1.1"]
+    assert any("12 texts" in w for w in res.warnings)

@@ -115,6 +115,7 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
     with pdf_document(path, warnings) as doc:
         selected = page_selection(options.pages, doc.page_count)
         x_cursor = 0.0
+        texts = 0
         for start in range(0, len(selected), CHUNK):
             chunk: list[_Extracted] = []
             for index in selected[start:start + CHUNK]:
@@ -132,7 +133,9 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
                                   e.scale.metres_per_point, (round(x_cursor, 6), 0.0))
                 w_m = frame.size_m[0]
                 x_cursor += w_m + round(0.1 * w_m, 3)
-                yield _build_page(e, frame, options)
+                res = _build_page(e, frame, options, texts)
+                texts += res.stats.get("texts", 0)
+                yield res
             chunk.clear()
             gc.collect()
             _shrink_store()
@@ -188,7 +191,8 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
         del page
 
 
-def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> PageResult:
+def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions,
+                texts_before: int = 0) -> PageResult:
     from cad2gltf.dxf.semantics import SemanticCollector
 
     builder = SceneBuilder()
@@ -215,7 +219,7 @@ def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions) -> Pag
             e.ground = _deskewed_texture(e.gray, scan, options.dpi)
         e.gray = None
     else:
-        emit_vector_page(e.content, frame, options, builder, collector, stats)
+        emit_vector_page(e.content, frame, options, builder, collector, stats, texts_before)
     if e.detections:
         _emit_detections(e, frame, scan, options, builder, collector, stats)
     if collector is not None:
@@ -365,6 +369,9 @@ def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = 
         layers.update(n.name for n in res.node.iter_nodes() if n.category == "layer")
         pages.append({"page": res.frame.number, "kind": res.kind, "scale": res.scale.label,
                       "scale_source": res.scale.source})
+    if stats.get("texts", 0) > options.max_text_nodes:
+        warnings.append(f"{stats['texts']} texts; only the first {options.max_text_nodes} "
+                        f"became placeholder nodes")
     if len(warnings) > _MAX_WARNINGS:
         extra = len(warnings) - _MAX_WARNINGS
         warnings = warnings[:_MAX_WARNINGS] + [f"... and {extra} more warnings"]

@@ -276,7 +276,8 @@ def _heuristic_walls(paths: list[dict[str, Any]], frame: PageFrame,
 
 
 def emit_vector_page(content: PageContent, frame: PageFrame, options: ConvertOptions,
-                     builder: SceneBuilder, collector: Any, stats: dict[str, int]) -> None:
+                     builder: SceneBuilder, collector: Any, stats: dict[str, int],
+                     texts_before: int = 0) -> None:
     """Put a vector page's paths and texts into ``builder`` (semantics into ``collector``).
 
     Args:
@@ -286,6 +287,7 @@ def emit_vector_page(content: PageContent, frame: PageFrame, options: ConvertOpt
         builder: the page's scene builder.
         collector: a ``SemanticCollector`` or None (no semantics).
         stats: counters updated in place (``paths``, ``texts``, ``heuristic_walls``).
+        texts_before: texts on earlier pages (``max_text_nodes`` is per document).
     """
     rules = [(cat, re.compile(rx)) for cat, rx in options.layer_rules]
     paths = [p for p in content.paths if not _is_background(p, content)]
@@ -331,7 +333,7 @@ def emit_vector_page(content: PageContent, frame: PageFrame, options: ConvertOpt
                     if collector.take_polyline(cat, ekey, p3, closed, handle, color):
                         continue
                 builder.add_polyline(key, color, p3, closed=closed)
-    _emit_texts(content, frame, options, builder, stats)
+    _emit_texts(content, frame, options, builder, stats, texts_before)
 
 
 def _emit_fill(builder: SceneBuilder, collector: Any, cat: str | None, layer: str, key: str,
@@ -356,13 +358,13 @@ def _emit_fill(builder: SceneBuilder, collector: Any, cat: str | None, layer: st
 
 
 def _emit_texts(content: PageContent, frame: PageFrame, options: ConvertOptions,
-                builder: SceneBuilder, stats: dict[str, int]) -> None:
+                builder: SceneBuilder, stats: dict[str, int], texts_before: int) -> None:
     if not options.include_text or not content.texts:
         return
     key = "layer:text"
     for span in content.texts:
-        n = stats.get("texts", 0) + 1
-        stats["texts"] = n
+        stats["texts"] = stats.get("texts", 0) + 1
+        n = texts_before + stats["texts"]  # max_text_nodes holds for the whole document
         if n > options.max_text_nodes:
             continue
         if not builder.has_node(key):
