@@ -533,3 +533,31 @@ def test_text_limit_holds_for_the_whole_document(tmp_path):
     texts = [n.extras["text"] for n in res.scene.iter_nodes() if n.category == "text"]
     assert texts == ["ROOM 0.0", "ROOM 0.1", "ROOM 0.2", "ROOM 0.3", "ROOM 1.0", "ROOM 1.1"]
     assert any("12 texts" in w for w in res.warnings)
+
+
+def test_rotated_page_is_read_as_displayed(tmp_path):
+    data, _ = _poche_pdf()
+    doc = pymupdf.open(stream=data, filetype="pdf")
+    page = doc[0]
+    page.set_rotation(90)
+    m = page.rotation_matrix
+    height = page.rect.height
+    data = doc.tobytes()
+    doc.close()
+    res, gdoc, blob = convert(tmp_path, data, name="rotated.pdf")
+    walls = G.nodes_by_category(gdoc, "wall")
+    assert len(walls) == 6
+    assert all(abs(w["extras"]["thickness_m"] - 0.25) < 0.03 for w in walls)
+    mpp = 0.0254 / 72 * 100
+    tris = solid_triangles(gdoc, blob, {"wall"})
+
+    def to_m(x: float, y: float) -> tuple[float, float]:  # plan metres -> rotated page
+        p = pymupdf.Point(100 + x / mpp, 100 + y / mpp) * m
+        return p.x * mpp, (height - p.y) * mpp
+
+    for x, y in [(2.5, 0.12), (5.12, 0.7), (10.12, 2.0)]:
+        assert material_at(tris, *to_m(x, y), 1.0), (x, y)
+    for x, y in [(2.5, 2.0), (5.12, 1.95)]:
+        assert not material_at(tris, *to_m(x, y), 1.0), (x, y)
+    texts = [n for n in res.scene.iter_nodes() if n.category == "text"]
+    assert texts and texts[0].extras["rotation_deg"] == 270.0

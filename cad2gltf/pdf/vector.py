@@ -75,6 +75,10 @@ def read_page_content(page: Any) -> PageContent:
     rect = page.rect
     content = PageContent(width_pt=float(rect.width), height_pt=float(rect.height))
     content.paths = page.get_drawings()
+    rotation = int(page.rotation or 0) % 360
+    if rotation:
+        # drawings and text come in the unrotated page space; rect and renders are rotated
+        _rotate_paths(content.paths, page.rotation_matrix)
     area = max(float(rect.width * rect.height), 1e-9)
     cover = 0.0
     try:
@@ -102,11 +106,31 @@ def read_page_content(page: Any) -> PageContent:
             for span in line.get("spans", []):
                 text = (span.get("text") or "").strip()
                 if text:
+                    bbox, origin = tuple(span["bbox"]), tuple(span["origin"])
+                    if rotation:
+                        m = page.rotation_matrix
+                        bbox = tuple(pymupdf.Rect(bbox) * m)
+                        origin = tuple(pymupdf.Point(origin) * m)
                     content.texts.append(TextSpan(text, float(span.get("size", 0.0)),
-                                                  tuple(span["bbox"]),  # type: ignore[arg-type]
-                                                  tuple(span["origin"]),  # type: ignore[arg-type]
-                                                  angle))
+                                                  bbox, origin,  # type: ignore[arg-type]
+                                                  (angle - rotation) % 360.0))
     return content
+
+
+def _rotate_paths(paths: list[dict[str, Any]], m: Any) -> None:
+    """Map PyMuPDF drawings through ``m`` (the page's rotation matrix), in place."""
+    for p in paths:
+        items = []
+        for it in p.get("items") or ():
+            if it[0] == "re":
+                items.append(("qu", it[1].quad * m, *it[2:]))
+            elif it[0] == "qu":
+                items.append(("qu", it[1] * m, *it[2:]))
+            else:
+                items.append((it[0], *(q * m if hasattr(q, "x") else q for q in it[1:])))
+        p["items"] = items
+        if p.get("rect") is not None:
+            p["rect"] = p["rect"] * m
 
 
 def straight_segments(paths: list[dict[str, Any]]) -> np.ndarray:
