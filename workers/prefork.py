@@ -201,6 +201,7 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         self.pool: ChildPool | None = None
         self._executor_context: FlowRunExecutorContext | None = None
         self._wakeup_task: asyncio.Task[None] | None = None
+        self._kick: asyncio.Event | None = None
         self.draining = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -290,12 +291,47 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
     # ---------------------------------------------------------------- fast pickup
     async def _initialize_after_sync(self) -> None:
         await super()._initialize_after_sync()
-        if (self.settings.wakeup_events and self._wakeup_task is None
-                and self._work_pool is not None):
-            self._wakeup_task = asyncio.create_task(self._wake_on_events())
+        if self._wakeup_task is None and self._work_pool is not None:
+            self._wakeup_task = asyncio.create_task(self._poll_on_demand())
 
-    async def _wake_on_events(self) -> None:
-        """Poll at once whenever the API announces a scheduled run in this pool."""
+    def poll_soon(self) -> None:
+        """Ask for a poll of the work pool now (a run finished, or one was scheduled)."""
+        if self._kick is not None:
+            self._kick.set()
+
+    async def _poll_on_demand(self) -> None:
+        """Poll at once when the API announces a scheduled run in this pool (event
+        stream) and whenever a run finishes, so queued runs do not wait for the next
+        regular poll."""
+        self._kick = asyncio.Event()
+
+        async def poller() -> None:
+            assert self._kick is not None
+            while True:
+                await self._kick.wait()
+                self._kick.clear()
+                # The event can arrive a moment before the run is visible to the pool's
+                # query: when a poll finds nothing, look again shortly after.
+                for delay in (0.0, 0.25, 1.0):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    try:
+                        if await self.get_and_submit_flow_runs():
+                            break
+                    except Exception:  # noqa: BLE001 - the regular poll loop will retry
+                        self._logger.debug("on-demand poll failed", exc_info=True)
+                        break
+
+        poll_task = asyncio.create_task(poller())
+        try:
+            if self.settings.wakeup_events:
+                await self._listen_for_scheduled_runs()
+            else:
+                await asyncio.Event().wait()
+        finally:
+            poll_task.cancel()
+
+    async def _listen_for_scheduled_runs(self) -> None:
         from prefect.events.clients import get_events_subscriber
         from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 
@@ -304,37 +340,26 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
             any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{self._work_pool.id}"]),
         )
-        pending = asyncio.Event()
-
-        async def poller() -> None:
-            while True:
-                await pending.wait()
-                pending.clear()
-                try:
-                    await self.get_and_submit_flow_runs()
-                except Exception:  # noqa: BLE001 - the regular poll loop will retry
-                    self._logger.debug("event-triggered poll failed", exc_info=True)
-
-        poll_task = asyncio.create_task(poller())
         backoff = 1.0
-        try:
-            while True:
-                try:
-                    async with get_events_subscriber(filter=event_filter) as subscriber:
-                        backoff = 1.0
-                        async for _event in subscriber:
-                            pending.set()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - fall back to polling meanwhile
-                    self._logger.debug("event stream unavailable (%s); retrying in %.0f s",
-                                       exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 60.0)
-        finally:
-            poll_task.cancel()
+        while True:
+            try:
+                async with get_events_subscriber(filter=event_filter) as subscriber:
+                    backoff = 1.0
+                    async for _event in subscriber:
+                        self.poll_soon()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - polling goes on meanwhile
+                self._logger.debug("event stream unavailable (%s); retrying in %.0f s",
+                                   exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
 
     # ---------------------------------------------------------------- runs
+    def _release_limit_slot(self, flow_run_id: Any) -> None:
+        super()._release_limit_slot(flow_run_id)
+        self.poll_soon()  # a slot is free: take the next queued run now
+
     async def run(self, flow_run: FlowRun, configuration: PreforkJobConfiguration,
                   task_status: anyio.abc.TaskStatus[int] | None = None,
                   ) -> PreforkWorkerResult:
