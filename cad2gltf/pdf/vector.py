@@ -18,6 +18,8 @@ Text spans (``get_text("dict")``) become text placeholder nodes with the string 
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +152,13 @@ def _is_background(path: dict[str, Any], content: PageContent) -> bool:
             and r.height >= 0.9 * content.height_pt)
 
 
+@functools.cache
+def _bernstein(steps: int) -> np.ndarray:
+    """``(steps, 4)`` cubic Bézier weights at ``t = 1/steps .. 1``."""
+    t = np.linspace(0.0, 1.0, steps + 1)[1:, None]
+    return np.hstack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3])
+
+
 def _chains(path: dict[str, Any]) -> list[tuple[np.ndarray, bool]]:
     """A path's items as vertex chains ``((n, 2) points, closed)`` in page points."""
     out: list[tuple[np.ndarray, bool]] = []
@@ -183,16 +192,18 @@ def _chains(path: dict[str, Any]) -> list[tuple[np.ndarray, bool]]:
         if op == "l":
             cur.append((item[2].x, item[2].y))
         elif op == "c":
-            c = np.array([[p0.x, p0.y], [item[2].x, item[2].y], [item[3].x, item[3].y],
-                          [item[4].x, item[4].y]])
+            c1, c2, p3 = item[2], item[3], item[4]
             # chord error of a flattened cubic falls with the square of the steps: a glyph's
             # 3-point curve needs 3 steps, a door swing at 1:100 (25 points) 8
-            ctrl = float(np.hypot(*np.diff(c, axis=0).T).sum())
-            steps = int(min(_CURVE_STEPS, max(1, np.ceil(np.sqrt(ctrl / 0.4)))))
-            t = np.linspace(0.0, 1.0, steps + 1)[1:, None]
-            pts = ((1 - t) ** 3 * c[0] + 3 * (1 - t) ** 2 * t * c[1]
-                   + 3 * (1 - t) * t ** 2 * c[2] + t ** 3 * c[3])
-            cur.extend(map(tuple, pts.tolist()))
+            ctrl = (math.hypot(c1.x - p0.x, c1.y - p0.y) + math.hypot(c2.x - c1.x, c2.y - c1.y)
+                    + math.hypot(p3.x - c2.x, p3.y - c2.y))
+            steps = min(_CURVE_STEPS, max(1, math.ceil(math.sqrt(ctrl / 0.4))))
+            if steps == 1:
+                cur.append((p3.x, p3.y))
+            else:
+                pts = _bernstein(steps) @ np.array([[p0.x, p0.y], [c1.x, c1.y], [c2.x, c2.y],
+                                                    [p3.x, p3.y]])
+                cur.extend(map(tuple, pts.tolist()))
     closed = bool(path.get("closePath"))
     if cur and len(cur) >= 3 and abs(cur[0][0] - cur[-1][0]) < 1e-3 \
             and abs(cur[0][1] - cur[-1][1]) < 1e-3:
