@@ -1,12 +1,14 @@
 """End-to-end latency through RabbitMQ: publish -> listener -> flow run on a worker ->
 GLB stored and job SUCCESS.
 
-    PYTHONPATH=. python benchmarks/e2e.py -n 200
+    PYTHONPATH=. python benchmarks/e2e.py -n 200 [--rate 1.5] [--worker-type process]
 
 Starts its own Prefect server (free local port, its own PREFECT_HOME), deploys, starts a
-process worker for cad-cpu and the listener, publishes N small-drawing requests (each a
-distinct file, so each does real work), and waits until every job is SUCCESS or
-dead-lettered. Prints p50/p95/p99 of publish -> SUCCESS and the throughput, and checks
+worker for cad-cpu (the pools' cad2gltf-prefork by default, ``--worker-type process`` for
+Prefect's stock worker) and the listener, publishes N small-drawing requests (each a
+distinct file, so each does real work) -- all at once, or ``--rate`` per second to measure
+latency at a sustained load rather than queueing behind a burst -- and waits until every
+job is SUCCESS or dead-lettered. Prints p50/p95/p99 of publish -> SUCCESS and the throughput, and checks
 that no message was lost and none was done twice (one flow run and one result each).
 Storage: local files; ledger: PostgreSQL on 127.0.0.1 (database ``test``, own table
 namespace via a fresh schema); broker: RabbitMQ on 127.0.0.1 with its own queue names.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,25 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(url)
+from deployments.local import LocalPrefect  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -56,27 +39,71 @@ def pct(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def stage_breakdown(ledger, done: dict[str, float], published: dict[str, float]
+                    ) -> dict[str, float]:
+    """Median seconds per stage: publish -> job row (listener), job row -> flow run
+    created, created -> running (worker pickup and start), running -> completed (the flow),
+    and completed -> job SUCCESS seen by the ledger."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def states(run_ids: list[str]) -> dict[str, dict[str, float]]:
+        out = {}
+        async with get_client() as client:
+            for rid in run_ids:
+                run = await client.read_flow_run(rid)
+                st = {s.type.value: s.timestamp.timestamp()
+                      for s in await client.read_flow_run_states(rid)}
+                st["CREATED"] = run.created.timestamp()
+                out[rid] = st
+        return out
+
+    jobs = {j: ledger.get(j) for j in done}
+    runs = asyncio.run(states([job.flow_run_id for job in jobs.values() if job.flow_run_id]))
+    parts: dict[str, list[float]] = {"queue+listener": [], "run created": [],
+                                     "pickup+start": [], "flow": [], "after": []}
+    for j, job in jobs.items():
+        st = runs.get(job.flow_run_id)
+        if not st or "RUNNING" not in st or "COMPLETED" not in st:
+            continue
+        parts["queue+listener"].append(job.created_at.timestamp() - published[j])
+        parts["run created"].append(st["CREATED"] - job.created_at.timestamp())
+        parts["pickup+start"].append(st["RUNNING"] - st["CREATED"])
+        parts["flow"].append(st["COMPLETED"] - st["RUNNING"])
+        parts["after"].append(done[j] - st["COMPLETED"])
+    return {k: statistics.median(v) for k, v in parts.items() if v}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=200)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="messages per second (0: publish all at once)")
+    ap.add_argument("--server-db", choices=("sqlite", "postgres"), default="postgres",
+                    help="the Prefect server's database: postgres (default, a fresh "
+                         "database on 127.0.0.1, as in production) or sqlite (embedded)")
+    ap.add_argument("--worker-type", default="cad2gltf-prefork",
+                    help="cad2gltf-prefork (default) or process")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="worker concurrency (default: the prefork worker's children; 4 "
+                         "for the process worker)")
     args = ap.parse_args()
     from cad2gltf.synth.floorplan import generate_floorplan, write_floorplan
 
     tmp = Path(tempfile.mkdtemp(prefix="cad2gltf-e2e-"))
-    port = free_port()
     tag = uuid.uuid4().hex[:8]
     schema = f"e2e_{tag}"
     import psycopg2
 
     with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c, c.cursor() as cur:
         cur.execute(f"CREATE SCHEMA {schema}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CAD2GLTF_"))}
-    env.update({
-        "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+    for k in [k for k in os.environ if k.startswith("CAD2GLTF_")]:
+        os.environ.pop(k)
+    env = {
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT), "CAD2GLTF_APP_DIR": str(ROOT),
         "CAD2GLTF_HOME": str(tmp / "home"),
         "CAD2GLTF_STORAGE_URL": (tmp / "store").as_uri(),
         "CAD2GLTF_LEDGER_DSN": f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}",
@@ -84,26 +111,27 @@ def main() -> int:
         "CAD2GLTF_AMQP_EXCHANGE": f"e2e-{tag}", "CAD2GLTF_AMQP_QUEUE": f"e2e-{tag}.q",
         "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"e2e-{tag}.dlx",
         "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
-    })
-    os.environ.update(env)
-    procs = []
-    logs = tmp / "logs"
-    logs.mkdir()
-
-    def start(name: str, *cmd: str) -> None:
-        procs.append(subprocess.Popen([sys.executable, *cmd], env=env, cwd=ROOT,
-                                      stdout=open(logs / f"{name}.log", "w"),
-                                      stderr=subprocess.STDOUT))
-
+    }
+    stack = LocalPrefect(tmp, env, database=args.server_db)
+    logs = stack.logs
     try:
-        start("server", "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-              str(port))
-        wait_http(f"http://127.0.0.1:{port}/api/health", 120)
+        stack.__enter__()
+        env = stack.env
+        os.environ.update(env)
         subprocess.run([sys.executable, "deployments/deploy.py"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
-        start("worker", "-m", "prefect", "worker", "start", "--pool", "cad-cpu", "--type",
-              "process", "--limit", "4")
-        start("listener", "-m", "flows.cli", "listen")
+        limit = args.limit or (4 if args.worker_type == "process" else None)
+        stack.start("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                               "cad-cpu", "--type", args.worker_type,
+                               *(["--limit", str(limit)] if limit else [])],
+                    env={"PREFECT_LOGGING_LEVEL": "INFO"})
+        if args.worker_type == "cad2gltf-prefork":  # wait for the warm children
+            deadline = time.monotonic() + 180
+            while "warm children ready" not in (logs / "worker.log").read_text():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the prefork worker did not start")
+                time.sleep(0.2)
+        stack.start("listener", [sys.executable, "-m", "flows.cli", "listen"])
         from blocks.settings import get_settings
         from tasks.amqp import connect, declare_topology, publish
         from tasks.ledger import open_ledger
@@ -123,7 +151,11 @@ def main() -> int:
         declare_topology(ch, settings)
         published: dict[str, float] = {}
         t0 = time.monotonic()
-        for p in files:
+        for i, p in enumerate(files):
+            if args.rate > 0:  # a steady stream instead of one burst
+                pause = t0 + i / args.rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
             req = ConversionRequest(job_id=str(uuid.uuid4()), source_uri=p.as_uri())
             publish(ch, settings.amqp_exchange, settings.amqp_routing_key, req.to_body(),
                     headers={"x-request-id": req.job_id})
@@ -154,17 +186,17 @@ def main() -> int:
             print(f"publish -> SUCCESS latency: p50 {pct(lat, .5):.2f} s, p95 "
                   f"{pct(lat, .95):.2f} s, p99 {pct(lat, .99):.2f} s, mean "
                   f"{statistics.mean(lat):.2f} s")
+            rate = f"{args.rate:g}/s" if args.rate > 0 else "all at once"
             print(f"throughput: {len(done) / wall * 60:.1f} files/min ({wall:.0f} s wall, "
-                  f"process worker limit 4, 2 cores)")
+                  f"{args.worker_type} worker, limit {limit or 'children'}, published "
+                  f"{rate}, {os.cpu_count()} cores)")
+            stages = stage_breakdown(ledger, done, {j: t_pub0 + (published[j] - t0)
+                                                    for j in done})
+            print("where it goes (median s): " + ", ".join(f"{k} {v:.2f}"
+                                                         for k, v in stages.items()))
         return 0 if missing == 0 and len(results) == len(done) else 1
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stack.stop()
         from blocks.settings import PipelineSettings
         from tasks.amqp import connect, delete_topology
 
@@ -174,6 +206,7 @@ def main() -> int:
         with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c2, \
                 c2.cursor() as cur:
             cur.execute(f"DROP SCHEMA {schema} CASCADE")
+
 
 
 if __name__ == "__main__":

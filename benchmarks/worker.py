@@ -128,6 +128,8 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,10")
     ap.add_argument("--flows", default="double,convert")
     ap.add_argument("--via", choices=("api", "cli"), default="api")
+    ap.add_argument("--server-db", choices=("sqlite", "postgres"), default="postgres",
+                    help="the Prefect server's database (default postgres, as in production)")
     ap.add_argument("--children", type=int, default=os.cpu_count() or 2,
                     help="warm children of the prefork worker")
     args = ap.parse_args()
@@ -142,11 +144,12 @@ def main() -> int:
     drawings = tmp / "in"
     drawings.mkdir()
     print(f"cad2gltf worker benchmark: n={args.n} per cell, {os.cpu_count()} cores, "
-          f"runs created via {args.via}; latency = run created -> COMPLETED (server clock)",
+          f"runs created via {args.via}, server on {args.server_db}; "
+          f"latency = run created -> COMPLETED (server clock)",
           flush=True)
     table: dict[tuple[str, str, int], dict[str, float]] = {}
     counter = 0
-    with LocalPrefect(tmp / "stack", env) as st:
+    with LocalPrefect(tmp / "stack", env, database=args.server_db) as st:
         os.environ.update({k: v for k, v in st.env.items() if k.startswith("PREFECT_")})
         for short in args.workers.split(","):
             wtype = WORKER_TYPES[short]
