@@ -51,6 +51,9 @@ __all__ = ["CHUNK", "PageResult", "iter_pdf_pages", "pdf_readfile"]
 #: pages extracted (and rendered) together; their renders share one detector batch
 CHUNK = 8
 _MAX_WARNINGS = 200
+#: placeholder nodes per page and class at most (a detector gone wild must not make
+#: a million nodes); further detections are only counted
+_MAX_PLACEHOLDERS = 500
 _SCAN_WALL: Color = (0.2, 0.2, 0.2, 1.0)
 _SYMBOL: Color = (0.85, 0.35, 0.1, 1.0)
 
@@ -302,6 +305,9 @@ def _emit_detections(e: _Extracted, frame: PageFrame, scan: ScanResult | None,
             collector.elements[ekey].__dict__.setdefault("_det", (d.score, list(d.box)))
             continue
         counts[label] = counts.get(label, 0) + 1
+        if counts[label] > _MAX_PLACEHOLDERS:
+            stats["detections_dropped"] = stats.get("detections_dropped", 0) + 1
+            continue
         nkey = f"symbol:{label}:{counts[label]}"
         centre = rect.mean(axis=0)
         node = builder.node(nkey, name=f"{label} {counts[label]}", category=label,
@@ -369,6 +375,9 @@ def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = 
         layers.update(n.name for n in res.node.iter_nodes() if n.category == "layer")
         pages.append({"page": res.frame.number, "kind": res.kind, "scale": res.scale.label,
                       "scale_source": res.scale.source})
+    if stats.get("detections_dropped"):
+        warnings.append(f"{stats['detections_dropped']} detections beyond "
+                        f"{_MAX_PLACEHOLDERS} per class and page were not made into nodes")
     if stats.get("texts", 0) > options.max_text_nodes:
         warnings.append(f"{stats['texts']} texts; only the first {options.max_text_nodes} "
                         f"became placeholder nodes")
