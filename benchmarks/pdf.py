@@ -6,7 +6,9 @@ Generates (seeded, cached in benchmarks/data/) with cad2gltf.synth.render:
 
 * ``vector10``: a 10-page A3 set of vector floor plans at 1:100;
 * ``scan3``: 3 scanned A3 pages (150 dpi rasters with rotation, blur, noise, JPEG);
-* ``pages300``: a 300-page file (the vector set repeated, every tenth page a scan).
+* ``pages300``: a 300-page file (the vector set repeated, every tenth page a scan);
+* ``detect10`` (only when asked for): the vector set with ``detect_symbols`` on (the
+  shipped detector weights, CPU unless CUDA is present).
 
 Each case runs in fresh child processes so that peak RSS is the job's own:
 
@@ -68,7 +70,9 @@ def child(mode: str, path: str) -> None:
         out["paths"] = paths
         doc.close()
     else:
-        res = convert_path(path)
+        from cad2gltf.options import ConvertOptions
+
+        res = convert_path(path, ConvertOptions(detect_symbols=mode == "convert-detect"))
         out["glb_mb"] = len(res.glb) / 1e6
         out["vertices"] = res.report["vertices"]
         out["nodes"] = res.report["nodes_by_category"]
@@ -109,6 +113,8 @@ def drawing(case: str) -> Path:
     if path.exists():
         return path
     t0 = time.perf_counter()
+    if case == "detect10":
+        return drawing("vector10")
     if case == "vector10":
         data = plans_to_pdf(_plans(10), scale=100, paper="A3")
     elif case == "scan3":
@@ -156,12 +162,12 @@ def main() -> int:
     for case in args.cases.split(","):
         path = drawing(case)
         best: dict[str, dict] = {}
-        for mode in ("pymupdf", "convert"):
+        for mode in ("pymupdf", "convert-detect" if case == "detect10" else "convert"):
             for _ in range(args.repeat):
                 r = run_child(mode, path)
                 if mode not in best or r.get("seconds", 1e9) < best[mode].get("seconds", 1e9):
                     best[mode] = r
-        rows.append((case, path, best["pymupdf"], best["convert"]))
+        rows.append((case, path, best["pymupdf"], best.get("convert") or best["convert-detect"]))
     print(f"\n{'case':>9} {'pages':>5} {'MB':>6} | {'pymupdf s':>9} {'convert s':>9} "
           f"{'s/page':>6} {'ratio':>6} | {'peak RSS MB':>11} {'(imports)':>9} | "
           f"{'GLB MB':>6} | target")
