@@ -74,7 +74,21 @@ def test_rendered_scan(tmp_path, rotation, noise):
     thick = np.median([w["extras"]["thickness_m"] for w in walls])
     assert thick == pytest.approx(plan.walls[0].thickness * plan.unit_scale_m, abs=0.05)
     if rotation == 0.0:
-        _check_walls(plan, _to_m(tf), doc, blob, 0.85)
+        to_m = _to_m(tf)
+        _check_walls(plan, to_m, doc, blob, 0.85)
+        # furniture (sofa cushions, the rug's frame) does not become walls
+        boxes = []
+        for f in plan.furniture:
+            (ax, ay), (bx, by) = f.bbox
+            (x0, y0), (x1, y1) = to_m(ax, ay), to_m(bx, by)
+            boxes.append((min(x0, x1) - 0.1, min(y0, y1) - 0.1, max(x0, x1) + 0.1,
+                          max(y0, y1) + 0.1))
+        scene_walls = [n for n in res.scene.iter_nodes() if n.category == "wall"]
+        for w in scene_walls:
+            p = np.concatenate([q.positions for q in w.primitives])
+            lo, hi = p.min(axis=0), p.max(axis=0)
+            assert not any(b[0] <= lo[0] and b[1] <= lo[1] and hi[0] <= b[2] and hi[1] <= b[3]
+                           for b in boxes), f"{w.name} lies inside a piece of furniture"
 
 
 def test_rendered_plan_set(tmp_path):

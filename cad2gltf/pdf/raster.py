@@ -99,11 +99,41 @@ def find_walls(gray: np.ndarray, metres_per_pixel: float, options: ConvertOption
                                               close_max_m * px):
             rows.append((x0, y0, x1, y1, kind) if axis == 0 else (y0, x0, y1, x1, kind))
     walls = np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 5)
+    walls, lone = _drop_isolated(walls, 0.15 * px, 3.0 * px, 1.2 * px)
     # ``angle`` is the image-frame (y down) direction of the strokes; the scan was turned
     # counter-clockwise (as seen) by -angle
     return ScanResult(walls=walls, skew_deg=round(-float(angle), 3) + 0.0, matrix=matrix,
                       text_blobs=blobs,
-                      stats={"scan_walls": int(walls.shape[0]), "text_blobs": blobs})
+                      stats={"scan_walls": int(walls.shape[0]), "text_blobs": blobs,
+                             "scan_isolated_dropped": lone})
+
+
+def _drop_isolated(walls: np.ndarray, touch: float, short: float,
+                   gap: float) -> tuple[np.ndarray, int]:
+    """Drop short bands that join no other wall: furniture edges, rugs, hatching.
+
+    A wall shorter than ``short`` pixels is kept when another wall is perpendicular to
+    it within ``touch`` pixels or continues it on the same line within ``gap`` pixels
+    (a door between them).
+    """
+    n = walls.shape[0]
+    if n == 0:
+        return walls, 0
+    x0, y0, x1, y1 = walls[:, 0], walls[:, 1], walls[:, 2], walls[:, 3]
+    horiz = (x1 - x0) >= (y1 - y0)
+    length = np.where(horiz, x1 - x0, y1 - y0)
+    # rectangle-to-rectangle gap (0 when touching or overlapping)
+    dx = np.maximum(0.0, np.maximum(x0[:, None] - x1[None, :], x0[None, :] - x1[:, None]))
+    dy = np.maximum(0.0, np.maximum(y0[:, None] - y1[None, :], y0[None, :] - y1[:, None]))
+    perp = (horiz[:, None] != horiz[None, :]) & (np.hypot(dx, dy) <= touch)
+    # same line: overlapping across the axis, within ``gap`` along it
+    across = np.where(horiz[:, None], dy, dx)
+    along = np.where(horiz[:, None], dx, dy)
+    line = (horiz[:, None] == horiz[None, :]) & (across <= 0.0) & (along <= gap)
+    joined = perp | line
+    np.fill_diagonal(joined, False)
+    keep = (length >= short) | joined.any(axis=1)
+    return walls[keep], int((~keep).sum())
 
 
 def _skew(ink: np.ndarray, long_px: int, max_deg: float) -> float:
