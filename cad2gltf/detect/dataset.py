@@ -46,6 +46,7 @@ __all__ = [
     "tile_origins",
     "tile_page",
     "train_seeds",
+    "write_blank_negatives",
     "write_yolo_dataset",
 ]
 
@@ -403,3 +404,55 @@ def write_yolo_dataset(
         f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}"
     )
     return data
+
+
+def write_blank_negatives(
+    out_dir: str | Path,
+    seeds: Sequence[int],
+    *,
+    per_page: int = 2,
+    dpi: float = 100,
+    tile: int = 320,
+    overlap: int = 96,
+) -> int:
+    """Add blank-paper tiles (white, or only scan noise and speckle) as negatives.
+
+    :func:`write_yolo_dataset` drops tiles without ink; a model that never sees blank
+    paper may fire on it (seen: "stairs" on empty margins). This adds up to
+    ``per_page`` such tiles of each ``"train"``-profile page ``seeds`` to the training
+    split, with empty label files (names start with ``n``), seeded.
+
+    Args:
+        out_dir: dataset root of :func:`write_yolo_dataset`.
+        seeds: page seeds (use seeds the training split does not use).
+        per_page: tiles per page at most.
+        dpi: render resolution.
+        tile: tile size.
+        overlap: minimum tile overlap.
+
+    Returns:
+        The number of tiles written.
+    """
+    import cv2
+
+    root = Path(out_dir)
+    img_dir = root / "images" / "train"
+    lbl_dir = root / "labels" / "train"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lbl_dir.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for seed in seeds:
+        page = make_page(seed, "train", dpi=dpi)
+        rng = random.Random(f"neg:{seed}")
+        blanks = [
+            (x, y, crop)
+            for x, y, crop, kept in tile_page(page.image, page.boxes, tile=tile, overlap=overlap)
+            if not kept and not _has_ink(crop)
+        ]
+        rng.shuffle(blanks)
+        for x, y, crop in blanks[:per_page]:
+            stem = f"n{seed:07d}_{x:05d}_{y:05d}"
+            cv2.imwrite(str(img_dir / f"{stem}.png"), crop)
+            (lbl_dir / f"{stem}.txt").write_text("")
+            n += 1
+    return n

@@ -27,6 +27,8 @@ DEFAULT_WEIGHTS: Path = Path(__file__).with_name("weights") / "plan-symbols.pt"
 
 #: minimum overlap of neighbouring tiles, in pixels
 DEFAULT_OVERLAP = 96
+#: tiles with fewer dark (< 128) pixels than this are blank paper and are skipped
+_MIN_INK_PIXELS = 200
 #: a box within this many pixels of a tile edge shared with another tile is "cut"
 _EDGE_PX = 3.0
 
@@ -96,7 +98,8 @@ class Detector:
         """Detect symbols on page renders.
 
         Each image is cut into ``tile`` x ``tile`` tiles overlapping by at least
-        :attr:`overlap` pixels (white padding when the image is smaller); tiles of all
+        :attr:`overlap` pixels (white padding when the image is smaller); blank tiles
+        (fewer than 200 pixels darker than 128) are skipped; the other tiles of all
         images run through the network in batches of ``batch``; boxes are mapped back
         to the image, and duplicates across tile borders are merged class by class:
         NMS at ``iou``, plus a box cut by an inner tile edge is dropped when a box of
@@ -133,6 +136,8 @@ class Detector:
                         pad = np.full((self.tile, self.tile), 255, dtype=np.uint8)
                         pad[: crop.shape[0], : crop.shape[1]] = crop
                         crop = pad
+                    if int(np.count_nonzero(crop < 128)) < _MIN_INK_PIXELS:
+                        continue  # blank paper: nothing to find (and never seen in training)
                     tiles.append((n, x, y))
                     crops.append(crop)
                     edges.append((x > xs[0], y > ys[0], x < xs[-1], y < ys[-1]))

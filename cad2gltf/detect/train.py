@@ -92,6 +92,8 @@ def build_dataset(
     dpi: float = 100,
     tile: int = 320,
     overlap: int = 96,
+    blank_pages: int = 0,
+    blank_start: int = 500,
 ) -> Path:
     """Write the YOLO dataset (resumable: pages already written are kept).
 
@@ -104,13 +106,22 @@ def build_dataset(
         dpi: render resolution.
         tile: tile size in pixels.
         overlap: minimum tile overlap in pixels.
+        blank_pages: pages (training seeds ``blank_start ...``, outside the training
+            pages) that give blank-paper negative tiles
+            (:func:`cad2gltf.detect.dataset.write_blank_negatives`).
+        blank_start: first seed of the blank-negative pages.
 
     Returns:
         The path of ``data.yaml``.
     """
-    from cad2gltf.detect.dataset import heldout_seeds, train_seeds, write_yolo_dataset
+    from cad2gltf.detect.dataset import (
+        heldout_seeds,
+        train_seeds,
+        write_blank_negatives,
+        write_yolo_dataset,
+    )
 
-    return write_yolo_dataset(
+    data = write_yolo_dataset(
         out_dir,
         train=train_seeds(train_pages, train_start),
         val=heldout_seeds(val_pages, val_start),
@@ -118,6 +129,11 @@ def build_dataset(
         tile=tile,
         overlap=overlap,
     )
+    if blank_pages:
+        write_blank_negatives(
+            out_dir, train_seeds(blank_pages, blank_start), dpi=dpi, tile=tile, overlap=overlap
+        )
+    return data
 
 
 def train_model(
