@@ -93,7 +93,14 @@ class PipelineSettings(BaseSettings):
                                               description="Processing failures kept this long.")
 
     # routing
-    pdf_on_cpu: bool = Field(True, description="Run PDF work on cad-cpu (no GPU pool served).")
+    pdf_route: str = Field(
+        "auto", pattern="^(auto|gpu|cpu)$",
+        description="Where convert-file sends PDF work: gpu (the convert-pdf/gpu deployment "
+                    "on cad-gpu), cpu (inline, in the convert-file run on cad-cpu), auto (gpu "
+                    "when a worker of the GPU pool is online, else cpu).")
+    gpu_pool: str = Field("cad-gpu", description="Work pool of the GPU deployments.")
+    pdf_deployment: str = Field("convert-pdf/gpu", description="Deployment for PDF work on "
+                                                               "the GPU pool.")
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.home / "store").resolve().as_uri()

@@ -1,5 +1,6 @@
-"""Conversion flows: ``convert_file`` (entry point, routing, job lifecycle) and
-``convert_dxf`` (the DXF work, on the ``cad-cpu`` pool).
+"""Conversion flows: ``convert_file`` (entry point, routing, job lifecycle),
+``convert_dxf`` (the DXF work, on the ``cad-cpu`` pool) and ``convert_pdf`` (the PDF
+work, deployed on the ``cad-gpu`` pool).
 
 Flows are ``async`` on purpose: Prefect 3.8's synchronous flow engine joins its
 heartbeat thread at the end of every run, which sleeps in one-second steps (measured
@@ -10,7 +11,9 @@ synchronous and are called directly.
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import UTC
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -29,7 +32,7 @@ from tasks.convert import (
     record_job_state,
 )
 
-__all__ = ["convert_dxf", "convert_file"]
+__all__ = ["convert_dxf", "convert_file", "convert_pdf"]
 
 
 def _owner() -> str:
@@ -37,15 +40,12 @@ def _owner() -> str:
     return str(run_id) if run_id else f"local-{uuid.uuid4()}"
 
 
-@flow(name="convert-dxf", flow_run_name="convert-dxf {name}", retries=0)
-async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
-                      options: dict[str, Any] | None = None, job_id: str | None = None,
-                      owner: str | None = None) -> dict[str, Any]:
-    """Convert a downloaded DXF and store the GLB and its preview.
-
-    Runs on the ``cad-cpu`` pool (inline under ``convert_file`` there). Returns the
-    result manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, ``summary``.
-    """
+async def _convert_downloaded(source_uri: str, local_path: str, sha256: str, name: str,
+                              options: dict[str, Any] | None = None,
+                              job_id: str | None = None,
+                              owner: str | None = None) -> dict[str, Any]:
+    """Convert a drawing already in local scratch (any type ``cad2gltf`` reads) and store
+    the GLB and its preview; the body of ``convert_dxf`` and ``convert_pdf``."""
     from tasks.runtime import get_store, retry_options
 
     run = convert_drawing.with_options(**retry_options())
@@ -59,11 +59,142 @@ async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
     return result
 
 
-# Routing: DXF work belongs on cad-cpu, where convert-file itself runs, so it is called
-# inline (``convert_dxf.fn``: its tasks appear under this run, no extra flow run and no
-# extra API round trips). Work for another pool (PDF on cad-gpu, later) goes through
-# that pool's deployment instead.
-ROUTES = {"dxf": convert_dxf.fn}
+@flow(name="convert-dxf", flow_run_name="convert-dxf {name}", retries=0)
+async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
+                      options: dict[str, Any] | None = None, job_id: str | None = None,
+                      owner: str | None = None) -> dict[str, Any]:
+    """Convert a downloaded DXF and store the GLB and its preview.
+
+    Runs on the ``cad-cpu`` pool (inline under ``convert_file`` there). Returns the
+    result manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, ``summary``.
+    """
+    return await _convert_downloaded(source_uri, local_path, sha256, name, options,
+                                     job_id=job_id, owner=owner)
+
+
+@flow(name="convert-pdf", flow_run_name="convert-pdf {source_uri}", retries=0)
+async def convert_pdf(source_uri: str, options: dict[str, Any] | None = None,
+                      job_id: str | None = None, owner: str | None = None,
+                      sha256: str | None = None) -> dict[str, Any]:
+    """Convert a PDF drawing (vector or scanned pages, symbol detection when the options
+    ask for it) and store the GLB and its preview.
+
+    Deployed on the ``cad-gpu`` pool (``convert-pdf/gpu``), where the children hold
+    torch and the detector; ``convert_file`` routes PDFs here when a GPU worker is online
+    and runs the same work inline on ``cad-cpu`` otherwise (``CAD2GLTF_PDF_ROUTE``). The
+    file is fetched on this worker (the GPU pool may be another machine); the conversion
+    task is content-cached and retried like the DXF one, and the reader works page by
+    page, in chunks whose renders go to the detector in batches.
+
+    Returns:
+        The result manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, ``summary``.
+
+    Raises:
+        ConversionError: classified (``VALIDATION_ERROR/ENCRYPTED``, ``DETECTOR_ERROR``...).
+    """
+    from tasks.runtime import retry_options
+
+    src = download_source.with_options(**retry_options())(source_uri, "pdf")
+    if sha256 is not None and src["sha256"] != sha256:
+        raise InvalidInputError("the PDF changed between validation and conversion",
+                                subcode="SOURCE_CHANGED",
+                                details={"expected": sha256, "found": src["sha256"]})
+    return await _convert_downloaded(source_uri, src["local_path"], src["sha256"],
+                                     src["name"], options, job_id=job_id, owner=owner)
+
+
+async def _gpu_worker_online() -> bool:
+    """Whether a worker of the GPU pool has sent a heartbeat recently (no pool, or no
+    answer: no)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import WorkerStatus
+
+    from blocks.settings import get_settings
+
+    pool = get_settings().gpu_pool
+    try:
+        async with get_client() as client:
+            workers = await client.read_workers_for_work_pool(pool)
+    except Exception as exc:  # noqa: BLE001 - a routing hint, not a reason to fail
+        get_run_logger().info("no GPU worker found for pool %s (%s)", pool,
+                              str(exc).splitlines()[0][:200])
+        return False
+    return any(w.status == WorkerStatus.ONLINE for w in workers)
+
+
+_FAILED_CODE = re.compile(r"\[([A-Z_]+)(?:/([A-Z0-9_]+))?\] (.*)", re.S)
+
+
+def _error_of_run(run: Any) -> ConversionError:
+    """The classified error of a failed PDF run, from its state message (a ConversionError
+    prints as ``[CODE/SUBCODE] message``)."""
+    from cad2gltf import errors
+
+    classes = {cls.code: cls for cls in (
+        errors.InvalidInputError, errors.ParsingError, errors.StorageError,
+        errors.NetworkError, errors.TimeoutError_, errors.DetectorError, errors.InternalError)}
+    message = (run.state.message or "") if run.state else ""
+    found = _FAILED_CODE.search(message)
+    if found and found.group(1) in classes:
+        cls = classes[found.group(1)]
+        return cls(found.group(3).strip(), subcode=found.group(2),
+                   details={"pdf_flow_run_id": str(run.id)})
+    state = run.state.type.value if run.state else "UNKNOWN"
+    return errors.InternalError(f"the PDF run ended {state}: {message[:500]}",
+                         subcode=f"PDF_RUN_{state}", details={"pdf_flow_run_id": str(run.id)})
+
+
+async def _route_pdf(source_uri: str, local_path: str, sha256: str, name: str,
+                     options: dict[str, Any] | None, job_id: str | None = None,
+                     owner: str | None = None) -> dict[str, Any]:
+    """PDF work on the GPU pool when one is served, else inline here on cad-cpu.
+
+    Inline rather than through a cad-cpu deployment on purpose: a convert-file run waiting
+    for a run of its own pool could hold every slot while the children wait for one.
+    """
+    from blocks.settings import get_settings
+
+    settings = get_settings()
+    route = settings.pdf_route
+    if route == "auto":
+        route = "gpu" if await _gpu_worker_online() else "cpu"
+    if route == "cpu":
+        get_run_logger().info("PDF work runs inline on this worker (route %s)",
+                              settings.pdf_route)
+        return await _convert_downloaded(source_uri, local_path, sha256, name, options,
+                                         job_id=job_id, owner=owner)
+    import json as _json
+
+    from prefect.deployments import run_deployment
+
+    from tasks.convert import result_prefix
+    from tasks.runtime import get_store
+
+    get_run_logger().info("PDF work goes to %s", settings.pdf_deployment)
+    run = await run_deployment(
+        name=settings.pdf_deployment, as_subflow=True,
+        timeout=settings.conversion_timeout_seconds * 2,
+        parameters={"source_uri": source_uri, "options": options, "job_id": job_id,
+                    "owner": owner, "sha256": sha256})
+    if run.state is None or not run.state.is_completed():
+        if run.state is not None and not run.state.is_final():
+            from cad2gltf.errors import TimeoutError_
+
+            raise TimeoutError_("the PDF run did not finish in time",
+                                subcode="PDF_RUN_TIMEOUT",
+                                details={"pdf_flow_run_id": str(run.id)})
+        raise _error_of_run(run)
+    # the GPU run stored the result under its deterministic keys; its manifest says where
+    store = get_store(settings)
+    manifest_key = f"{result_prefix(sha256, options)}/manifest.json"
+    manifest = _json.loads(store.read_head(store.key_url(manifest_key), 1 << 20))
+    return {**manifest, "reused": False}
+
+
+# Routing: DXF work belongs on cad-cpu, where convert-file itself runs, so it is done
+# inline (its tasks appear under this run, no extra flow run and no extra API round
+# trips). PDF work goes to the GPU pool's deployment when one is served.
+ROUTES = {"dxf": _convert_downloaded, "pdf": _route_pdf}
 
 
 def _job_for(ledger: Any, job_id: str | None, key: str, source_uri: str,
@@ -253,7 +384,7 @@ def _record_failure(ledger: Any, job: Any, *, key_hint: tuple[str, Any, Any], ow
 def _send_to_dead_letters(ledger: Any, job: Any, err: ConversionError, owner: str) -> Any:
     """Publish the original request plus its error context to the dead-letter exchange
     (confirmed), then mark the job DLQ. Failing here leaves the job FAILURE, never lost."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from blocks.settings import get_settings
     from tasks.amqp import CODE_HEADER, REASON_HEADER, connect, declare_topology, publish
@@ -268,7 +399,7 @@ def _send_to_dead_letters(ledger: Any, job: Any, err: ConversionError, owner: st
                                           if k not in ("trace", "priority")})
     letter = {**request.model_dump(), "error_code": err.code, "error_subcode": err.subcode,
               "error_message": err.message, "attempts": current.attempts,
-              "failed_at": datetime.now(timezone.utc).isoformat(), "flow_run_id": owner}
+              "failed_at": datetime.now(UTC).isoformat(), "flow_run_id": owner}
     settings = get_settings()
     try:
         conn = connect()

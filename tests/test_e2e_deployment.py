@@ -158,3 +158,78 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path, callback_server):
         conn = connect(env["CAD2GLTF_AMQP_URL"])
         delete_topology(conn.channel(), PipelineSettings(**names))
         conn.close()
+
+
+def _run_deployment_cli(env: dict, name: str, source_uri: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "run", name,
+         "--param", f"source_uri={source_uri}"], env=env, capture_output=True, text=True,
+        timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return re.search(r"UUID:\s*([0-9a-f-]{36})", run.stdout).group(1)
+
+
+def _wait_final(env: dict, run_id: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    state = "PENDING"
+    while time.monotonic() < deadline:
+        state = _flow_run_state(env, run_id)
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(2)
+    return state
+
+
+def test_pdf_goes_to_the_gpu_pool_when_it_is_served(stack):
+    """With a worker on cad-gpu, convert-file hands PDFs to convert-pdf/gpu; a PDF that
+    fails there fails the parent run with the same error code."""
+    import asyncio
+
+    import pymupdf
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cad2gltf.synth.render import plan_to_pdf
+    from tasks.ledger import open_ledger
+
+    env, bucket, s3, st = stack["env"], stack["bucket"], stack["s3"], stack["stack"]
+    worker = st.start_worker("cad-gpu", "cad2gltf-prefork", name="gpu",
+                             env={"CAD2GLTF_WORKER_CHILDREN": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        while "warm children ready" not in st.log_text("worker-gpu"):
+            assert time.monotonic() < deadline, st.log_text("worker-gpu")[-3000:]
+            time.sleep(0.5)
+        time.sleep(3)  # the worker's first heartbeat marks it ONLINE
+        pdf, _ = plan_to_pdf(generate_floorplan(seed=31, rooms_x=2, rooms_y=1), scale=100)
+        s3.client.put_object(Bucket=bucket, Key="incoming/gpu.pdf", Body=pdf)
+        run_id = _run_deployment_cli(env, "convert-file/manual", f"s3://{bucket}/incoming/gpu.pdf")
+        assert _wait_final(env, run_id) == "COMPLETED", _worker_log(stack)
+
+        doc = pymupdf.open()
+        doc.new_page().insert_text((72, 72), "locked")
+        locked = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="o", user_pw="u")
+        s3.client.put_object(Bucket=bucket, Key="incoming/locked.pdf", Body=locked)
+        bad_id = _run_deployment_cli(env, "convert-file/manual",
+                                     f"s3://{bucket}/incoming/locked.pdf")
+        assert _wait_final(env, bad_id) == "FAILED"
+    finally:
+        st.stop_process(worker)
+
+    async def pdf_runs():
+        async with get_client() as client:
+            return await client.read_flow_runs(deployment_filter=DeploymentFilter(
+                name=DeploymentFilterName(any_=["gpu"])))
+
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        runs = asyncio.run(pdf_runs())
+    assert sorted(r.state.type.value for r in runs) == ["COMPLETED", "FAILED"]
+    ledger = open_ledger(env["CAD2GLTF_LEDGER_DSN"])
+    jobs = {j.flow_run_id: j for j in ledger.list_recent(limit=200)}
+    ledger.close()
+    good, bad = jobs[run_id], jobs[bad_id]
+    assert good.status.value == "SUCCESS" and good.file_type == "pdf"
+    key = good.result_uri.split(f"{bucket}/", 1)[1]
+    assert_valid_glb(s3.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert bad.status.value == "FAILURE" and bad.error_code == "VALIDATION_ERROR/ENCRYPTED"

@@ -287,3 +287,38 @@ def test_blocks_registered_from_environment_are_used(pipeline, monkeypatch, caps
 
     with open_ledger(dsn) as direct:
         assert direct.get(job.job_id) is not None
+
+
+def test_pdf_is_converted_inline_when_no_gpu_worker_is_online(pipeline):
+    """PDF routing, automatic: no worker serves cad-gpu here, so convert-file does the PDF
+    work itself (the GPU deployment path is covered in test_e2e_deployment)."""
+    from cad2gltf.synth.render import plan_to_pdf
+    from flows.convert import convert_file
+    from tasks.runtime import get_ledger
+
+    pdf, _ = plan_to_pdf(generate_floorplan(seed=21, rooms_x=2, rooms_y=2), scale=100)
+    out = _run(convert_file(pipeline.upload("plan.pdf", pdf)))
+    assert out["status"] == "SUCCESS" and out["result_uri"].endswith("/plan.glb")
+    assert_valid_glb(pipeline.fetch(out["result_uri"]))
+    job = get_ledger().get(out["job_id"])
+    assert job.status.value == "SUCCESS" and job.file_type == "pdf"
+    assert out["summary"]["file_type"] == "pdf"
+    assert out["summary"]["nodes_by_category"].get("wall", 0) >= 8
+
+
+def test_encrypted_pdf_fails_at_once_with_its_code(pipeline):
+    import pymupdf
+
+    from flows.convert import convert_file
+    from tasks.runtime import get_ledger
+
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "secret plan")
+    data = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="o", user_pw="u")
+    uri = pipeline.upload("locked.pdf", data)
+    with pytest.raises(ConversionError) as info:
+        _run(convert_file(uri))
+    assert info.value.full_code == "VALIDATION_ERROR/ENCRYPTED"
+    job = next(j for j in get_ledger().list_recent(limit=50) if j.source_uri == uri)
+    assert job.status.value == "FAILURE" and job.error_code == "VALIDATION_ERROR/ENCRYPTED"
+    assert job.attempts == 1  # permanent: not retried
