@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 
 from tasks.maintenance import (
+    PDF_SLA_P95_SECONDS,
     REGRESSION_TOLERANCE,
     SLA_P95_SECONDS,
     baseline_workspace,
@@ -101,11 +102,13 @@ async def cleanup(scratch_hours: float = 24, result_days: float | None = None,
 @flow(name="performance-baseline", retries=0)
 async def performance_baseline(runs_per_size: int = 5,
                                sla_p95_seconds: float = SLA_P95_SECONDS,
+                               pdf_sla_p95_seconds: float = PDF_SLA_P95_SECONDS,
                                regression_tolerance: float = REGRESSION_TOLERANCE,
                                settle_seconds: float = 1.0, warmup: bool = True,
                                work_root: str | None = None) -> list[dict[str, Any]]:
-    """Time the fixed DXF corpus (small 2x2 rooms, medium 3x3 rooms, large 10k entities)
-    through the real ``convert-file`` flow, in this process, each run against a fresh
+    """Time the fixed corpus -- DXF small (2x2 rooms), medium (3x3), large (10k
+    entities); PDF sheet (one vector A3 plan), set10 (ten sheets), scan (a scanned A3
+    sheet) -- through the real ``convert-file`` flow, in this process, each run against a fresh
     home (file store, SQLite ledger, work dir) so nothing is reused; store one
     ``perf_baselines`` row per size and compare with the SLA and the previous baseline.
 
@@ -115,6 +118,7 @@ async def performance_baseline(runs_per_size: int = 5,
     Args:
         runs_per_size: measured runs of each drawing (sizes interleaved).
         sla_p95_seconds: the DXF service level for p95 (seconds).
+        pdf_sla_p95_seconds: the PDF service level for p95 (seconds).
         regression_tolerance: a p95 more than this fraction above the previous baseline
             of the size is flagged as a regression.
         settle_seconds: quiet time before each measured run (lets the API server's
@@ -135,18 +139,18 @@ async def performance_baseline(runs_per_size: int = 5,
         raise ValueError("settle_seconds must be >= 0")
     with baseline_workspace(work_root) as root:
         corpus = prepare_corpus(str(root / "corpus"))
-        uris = {d["size_label"]: d["uri"] for d in corpus}
+        uris = {(d["file_type"], d["size_label"]): d["uri"] for d in corpus}
         if warmup:
-            first = corpus[0]["size_label"]
-            await timed_run(convert_file, uris[first], root / "runs" / "warmup")
-        seconds: dict[str, list[float]] = {label: [] for label in uris}
+            await timed_run(convert_file, uris[("dxf", "small")], root / "runs" / "warmup")
+        seconds: dict[tuple[str, str], list[float]] = {key: [] for key in uris}
         for i in range(runs_per_size):
-            for label, uri in uris.items():
+            for (file_type, label), uri in uris.items():
                 if settle_seconds:
                     await asyncio.sleep(settle_seconds)
-                seconds[label].append(
-                    await timed_run(convert_file, uri, root / "runs" / f"{label}-{i}"))
-    rows = [store_baseline(label, values, "dxf", sla_p95_seconds, regression_tolerance)
-            for label, values in seconds.items()]
+                seconds[(file_type, label)].append(await timed_run(
+                    convert_file, uri, root / "runs" / f"{file_type}-{label}-{i}"))
+    slas = {"dxf": sla_p95_seconds, "pdf": pdf_sla_p95_seconds}
+    rows = [store_baseline(label, values, file_type, slas[file_type], regression_tolerance)
+            for (file_type, label), values in seconds.items()]
     await publish_baseline_report(rows, sla_p95_seconds, regression_tolerance)
     return rows

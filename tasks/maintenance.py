@@ -27,12 +27,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from prefect import get_run_logger, task
+
 from tasks.ledger import ADVISORY_LOCK_KEYS
 
 __all__ = [
     "CLEANUP_LOCK_KEY",
     "CORPUS",
     "REGRESSION_TOLERANCE",
+    "PDF_SLA_P95_SECONDS",
+    "SLA_BY_TYPE",
     "SLA_P95_SECONDS",
     "baseline_chart_png",
     "baseline_markdown",
@@ -70,12 +73,22 @@ RESULTS_PREFIX = "results/"
 MANIFEST_NAME = "manifest.json"
 EXAMPLES = 5
 
-# size label -> how the drawing is generated (cad2gltf.synth.floorplan), fixed seeds
-CORPUS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("small", "generate_floorplan", {"seed": 1, "rooms_x": 2, "rooms_y": 2}),
-    ("medium", "generate_floorplan", {"seed": 1, "rooms_x": 3, "rooms_y": 3}),
-    ("large", "generate_large_drawing", {"target_entities": 10_000, "seed": 42}),
+PDF_SLA_P95_SECONDS = 30.0
+"""The inherited PDF service level: p95 below 30 s per file."""
+
+# (file type, size label) -> how the drawing is generated, fixed seeds: DXF from
+# cad2gltf.synth.floorplan, PDF through cad2gltf.synth.render (a vector A3 sheet, a
+# 10-sheet vector set, a scanned A3 sheet at 150 dpi with noise)
+CORPUS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("dxf", "small", "generate_floorplan", {"seed": 1, "rooms_x": 2, "rooms_y": 2}),
+    ("dxf", "medium", "generate_floorplan", {"seed": 1, "rooms_x": 3, "rooms_y": 3}),
+    ("dxf", "large", "generate_large_drawing", {"target_entities": 10_000, "seed": 42}),
+    ("pdf", "sheet", "vector", {"seeds": (1,)}),
+    ("pdf", "set10", "vector", {"seeds": tuple(range(1, 11))}),
+    ("pdf", "scan", "scan", {"seed": 1}),
 )
+
+SLA_BY_TYPE = {"dxf": SLA_P95_SECONDS, "pdf": PDF_SLA_P95_SECONDS}
 
 
 # =========================================================================== cleanup
@@ -451,20 +464,38 @@ def prepare_corpus(folder: str) -> list[dict[str, Any]]:
     """Write the fixed baseline drawings (:data:`CORPUS`) into ``folder``.
 
     Returns:
-        ``[{"size_label", "path", "uri", "bytes"}]`` in corpus order (small, medium,
-        large).
+        ``[{"file_type", "size_label", "path", "uri", "bytes"}]`` in corpus order
+        (DXF small, medium, large; PDF sheet, set10, scan).
     """
     from cad2gltf.synth import floorplan
 
     out_dir = Path(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for label, generator, kwargs in CORPUS:
-        path = floorplan.write_floorplan(getattr(floorplan, generator)(**kwargs),
-                                         out_dir / f"baseline_{label}.dxf")
-        out.append({"size_label": label, "path": str(path), "uri": path.resolve().as_uri(),
-                    "bytes": path.stat().st_size})
+    for file_type, label, generator, kwargs in CORPUS:
+        path = out_dir / f"baseline_{label}.{file_type}"
+        if file_type == "dxf":
+            floorplan.write_floorplan(getattr(floorplan, generator)(**kwargs), path)
+        else:
+            path.write_bytes(_pdf_drawing(generator, kwargs))
+        out.append({"file_type": file_type, "size_label": label, "path": str(path),
+                    "uri": path.resolve().as_uri(), "bytes": path.stat().st_size})
     return out
+
+
+def _pdf_drawing(kind: str, kwargs: dict[str, Any]) -> bytes:
+    from cad2gltf.synth import render
+    from cad2gltf.synth.floorplan import generate_floorplan
+
+    if kind == "vector":
+        plans = [generate_floorplan(seed=seed, rooms_x=3, rooms_y=2)
+                 for seed in kwargs["seeds"]]
+        return render.plans_to_pdf(plans, scale=100)
+    image, _ = render.plan_to_raster(generate_floorplan(seed=kwargs["seed"], rooms_x=3,
+                                                        rooms_y=2),
+                                     scale=100, dpi=150, seed=kwargs["seed"],
+                                     rotation_deg=0.8, noise=6.0, blur=0.6)
+    return render.raster_to_pdf([image], dpi=150)
 
 
 @contextmanager
@@ -582,7 +613,7 @@ def baseline_chart_png(rows: Sequence[Mapping[str, Any]],
 
     fig = Figure(figsize=(6.4, 3.4), dpi=100)
     ax = fig.add_subplot()
-    labels = [str(r["size_label"]) for r in rows]
+    labels = [f"{r.get('file_type', 'dxf')} {r['size_label']}" for r in rows]
     width = 0.26
     for i, (stat_name, colour) in enumerate((("p50", "#4c78a8"), ("p95", "#f58518"),
                                               ("p99", "#e45756"))):
@@ -612,19 +643,22 @@ def baseline_markdown(rows: Sequence[Mapping[str, Any]], chart_png: bytes | None
     version = rows[0]["converter_version"] if rows else "?"
     lines = [f"# Performance baseline ({version} on {host})", "",
              f"End-to-end `convert-file` runs against a fresh home each (file store, "
-             f"SQLite ledger). SLA: DXF p95 < {sla_p95_seconds:g} s; regression: p95 more "
+             f"SQLite ledger). SLA: DXF p95 < {sla_p95_seconds:g} s, PDF p95 < "
+             f"{PDF_SLA_P95_SECONDS:g} s unless the row says otherwise; regression: p95 more "
              f"than {100 * tolerance:.0f} % above the previous baseline of the size.", "",
-             "| size | runs | p50 s | p95 s | p99 s | files/min | previous p95 s | change "
-             "| SLA | regression |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| type | size | runs | p50 s | p95 s | p99 s | files/min | previous p95 s | "
+             "change | SLA | regression |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         prev = r.get("previous_p95")
         change = (r["p95"] - prev) / prev if prev else None
+        sla = r.get("sla_p95_seconds", sla_p95_seconds)
         lines.append(
-            f"| {r['size_label']} | {r['runs']} | {r['p50']:.3f} | {r['p95']:.3f} | "
+            f"| {r.get('file_type', 'dxf')} | {r['size_label']} | {r['runs']} | "
+            f"{r['p50']:.3f} | {r['p95']:.3f} | "
             f"{r['p99']:.3f} | {r['throughput_per_min']:.1f} | "
             f"{f'{prev:.3f}' if prev else '-'} | "
             f"{f'{100 * change:+.1f} %' if change is not None else '-'} | "
-            f"{'ok' if meets_sla(r['p95'], sla_p95_seconds) else '**missed**'} | "
+            f"{'ok' if meets_sla(r['p95'], sla) else '**missed**'} | "
             f"{'**yes**' if r['regression'] else 'no'} |")
     if chart_png:
         data = base64.b64encode(chart_png).decode()

@@ -402,16 +402,21 @@ def test_performance_baseline_stores_compares_and_reports(env):
                                      work_root=str(first_root)))
     # the environment is restored and the real ledger got the rows
     assert {k: os.environ.get(k) for k in before} == before
-    assert [r["size_label"] for r in rows] == ["small", "medium", "large"]
+    assert [(r["file_type"], r["size_label"]) for r in rows] == [
+        ("dxf", "small"), ("dxf", "medium"), ("dxf", "large"),
+        ("pdf", "sheet"), ("pdf", "set10"), ("pdf", "scan")]
     for r in rows:
-        assert r["runs"] == 2 and r["file_type"] == "dxf" and r["previous_p95"] is None
+        assert r["runs"] == 2 and r["previous_p95"] is None
         assert r["regression"] is False and 0 < r["p50"] <= r["p95"] <= r["p99"]
-        assert r["throughput_per_min"] > 0 and r["sla_p95_seconds"] == 5.0
-    assert _pg_exec(env.dsn, "SELECT size_label, runs FROM perf_baselines ORDER BY id") == [
-        ("small", 2), ("medium", 2), ("large", 2)]
-    # every run converted from scratch in a home of its own: 1 warm-up + 3 sizes x 2 runs
+        assert r["throughput_per_min"] > 0
+        assert r["sla_p95_seconds"] == (5.0 if r["file_type"] == "dxf" else 30.0)
+    assert _pg_exec(env.dsn, "SELECT file_type, size_label, runs FROM perf_baselines "
+                             "ORDER BY id") == [
+        ("dxf", "small", 2), ("dxf", "medium", 2), ("dxf", "large", 2),
+        ("pdf", "sheet", 2), ("pdf", "set10", 2), ("pdf", "scan", 2)]
+    # every run converted from scratch in a home of its own: 1 warm-up + 6 sizes x 2 runs
     glbs = sorted(first_root.glob("runs/*/store/results/**/*.glb"))
-    assert len(glbs) == 7 and len({p.parts[len(first_root.parts) + 1] for p in glbs}) == 7
+    assert len(glbs) == 13 and len({p.parts[len(first_root.parts) + 1] for p in glbs}) == 13
     reports = validate_many(glbs)
     bad = [format_report(r) for r in reports.values() if r["errors"] or r.get("error")]
     assert not bad, bad
@@ -419,15 +424,16 @@ def test_performance_baseline_stores_compares_and_reports(env):
     second_root = env.tmp / "bench2"
     again = _run(performance_baseline(runs_per_size=1, settle_seconds=0, warmup=False,
                                       work_root=str(second_root)))
-    by_size = {r["size_label"]: r for r in rows}
+    by_size = {(r["file_type"], r["size_label"]): r for r in rows}
     for r in again:
-        assert r["previous_p95"] == pytest.approx(by_size[r["size_label"]]["p95"])
+        assert r["previous_p95"] == pytest.approx(
+            by_size[(r["file_type"], r["size_label"])]["p95"])
         assert r["regression"] is is_regression(r["p95"], r["previous_p95"], 0.10)
     stored = _pg_exec(env.dsn, "SELECT size_label, previous_p95, regression FROM "
                                "perf_baselines ORDER BY id")
-    assert len(stored) == 6 and all(p is not None for _, p, _ in stored[3:])
+    assert len(stored) == 12 and all(p is not None for _, p, _ in stored[6:])
     glbs2 = sorted(second_root.glob("runs/*/store/results/**/*.glb"))
-    assert len(glbs2) == 3
+    assert len(glbs2) == 6
     reports = validate_many(glbs2)
     assert all(r["errors"] == 0 for r in reports.values())
 
