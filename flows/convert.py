@@ -46,9 +46,9 @@ async def _convert_downloaded(source_uri: str, local_path: str, sha256: str, nam
                               owner: str | None = None) -> dict[str, Any]:
     """Convert a drawing already in local scratch (any type ``cad2gltf`` reads) and store
     the GLB and its preview; the body of ``convert_dxf`` and ``convert_pdf``."""
-    from tasks.runtime import get_store, retry_options
+    from tasks.runtime import cached_task_options, get_store
 
-    run = convert_drawing.with_options(**retry_options())
+    run = convert_drawing.with_options(**(await cached_task_options()))
     result = run(local_path, sha256, name, options, job_id=job_id, owner=owner)
     if not get_store().exists(result["manifest_uri"]):
         # a cached record whose files are gone (cleaned up, or another store): redo it

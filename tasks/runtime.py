@@ -7,6 +7,7 @@ embedded defaults from :mod:`blocks.settings` apply (local files, SQLite).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from typing import Any
@@ -75,6 +76,49 @@ def get_ledger(settings: PipelineSettings | None = None) -> JobLedger:
     return ledger
 
 
+async def aget_result_storage(settings: PipelineSettings | None = None) -> Any:
+    """Where Prefect persists task results and cache records: ``prefect-results/`` in the
+    configured object store, so every worker (CPU or GPU pool, any machine) finds the
+    cache records of the others.
+
+    Prefect wants result storage saved server-side, so this saves a block named
+    ``cad2gltf-results-<hash of the location>`` once per process: a prefect-aws
+    ``S3Bucket`` (its ``AwsCredentials`` keep the secret a ``SecretStr``) for ``s3://``
+    stores, a ``LocalFileSystem`` for ``file://`` ones.
+    """
+    from prefect.filesystems import LocalFileSystem
+
+    settings = settings or get_settings()
+    key = "results:" + settings.fingerprint()
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    store = get_store(settings)
+    location = f"{store.base_url}/prefect-results|{store.endpoint_url or ''}"
+    name = "cad2gltf-results-" + hashlib.sha256(location.encode()).hexdigest()[:12]
+    if store.protocol == "file":
+        from tasks.storage import _file_url_path
+
+        block: Any = LocalFileSystem(basepath=_file_url_path(store.key_url("prefect-results")))
+    else:
+        from prefect_aws import AwsCredentials, S3Bucket
+        from prefect_aws.client_parameters import AwsClientParameters
+
+        opts = store.fsspec_options()
+        bucket, _, prefix = store.base_url.removeprefix("s3://").partition("/")
+        block = S3Bucket(
+            bucket_name=bucket,
+            bucket_folder=f"{prefix}/prefect-results" if prefix else "prefect-results",
+            credentials=AwsCredentials(
+                aws_access_key_id=opts.get("key"), aws_secret_access_key=opts.get("secret"),
+                aws_session_token=opts.get("token"), region_name=store.region,
+                aws_client_parameters=AwsClientParameters(endpoint_url=store.endpoint_url)))
+    await block.asave(name, overwrite=True)
+    with _lock:
+        _cache[key] = block
+    return block
+
+
 def ledger_dsn(settings: PipelineSettings | None = None) -> str:
     """The ledger's DSN: ``CAD2GLTF_LEDGER_DSN`` (development, tests), else the JobStore
     block, else the embedded SQLite file."""
@@ -102,6 +146,12 @@ def reset_runtime() -> None:
                     pass
         _cache.clear()
     get_settings.cache_clear()
+
+
+async def cached_task_options(settings: PipelineSettings | None = None) -> dict[str, Any]:
+    """Options of a content-cached task: the retries of :func:`retry_options` and result
+    persistence in the configured store (:func:`aget_result_storage`)."""
+    return {**retry_options(settings), "result_storage": await aget_result_storage(settings)}
 
 
 def retry_options(settings: PipelineSettings | None = None) -> dict[str, Any]:

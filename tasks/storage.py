@@ -425,6 +425,20 @@ class ObjectStore:
         self._s3 = fs
         return fs
 
+    def fsspec_options(self) -> dict[str, Any]:
+        """Storage options an fsspec file system needs for this store (credentials
+        included: hand them to in-memory objects only, never log or save them)."""
+        if self.protocol == "file":
+            return {"auto_mkdir": True}
+        key, secret, token = self.__credentials
+        client_kwargs = {k: v for k, v in (("endpoint_url", self.endpoint_url),
+                                           ("region_name", self.region)) if v}
+        opts: dict[str, Any] = {"client_kwargs": client_kwargs}
+        for name, value in (("key", key), ("secret", secret), ("token", token)):
+            if value:
+                opts[name] = value
+        return opts
+
     def for_url(self, url: str) -> Any:
         """The fsspec file system that serves ``url`` (a key, URL or absolute path)."""
         return self.resolve(url)[0]

@@ -168,6 +168,9 @@ def test_second_request_does_no_conversion_work(pipeline):
     runs = _run(_settled_task_runs(other["flow_run_id"], "convert_drawing"))
     # Prefect's content-keyed cache answers: the task did not run again
     assert len(runs) == 1 and runs[0].state.name == "Cached"
+    # ... from its record in the configured store (any worker finds it), not ~/.prefect
+    records = pipeline.keys("store/prefect-results/")
+    assert any("/cad2gltf-convert-" in k for k in records), records
     # other options: converted again, elsewhere
     third = _run(convert_file(pipeline.upload("a.dxf", data), options={"wall_height": 2.5}))
     assert third["result_uri"] != first["result_uri"]
