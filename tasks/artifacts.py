@@ -55,32 +55,42 @@ def summary_markdown(job_id: str, source_uri: str, src: dict[str, Any], sha256: 
 
 
 async def publish_artifacts(job_id: str, source_uri: str, src: dict[str, Any], sha256: str,
-                      opt_hash: str, result: dict[str, Any]) -> None:
-    """Create the summary and preview artifacts of a run (best effort, never raises)."""
+                            opt_hash: str, result: dict[str, Any]) -> None:
+    """Create the summary and preview artifacts of a run, concurrently (best effort,
+    never raises)."""
+    import asyncio
+
     logger = get_run_logger()
     key = artifact_key(job_id)
-    try:
-        await acreate_markdown_artifact(
-            markdown=summary_markdown(job_id, source_uri, src, sha256, opt_hash, result),
-            key=key, description=f"conversion of {src.get('name', source_uri)}")
-    except Exception as exc:  # noqa: BLE001 - an artifact never fails a conversion
-        logger.warning("summary artifact not created: %s", exc)
-    preview = result.get("preview_uri")
-    if not preview:
-        return
-    try:
-        from tasks.runtime import get_store
 
-        store = get_store()
-        url = store.public_url(preview) if hasattr(store, "public_url") else None
-        if url and url.startswith(("http://", "https://")):
-            await acreate_image_artifact(image_url=url, key=f"{key}-preview",
-                                  description="plan preview")
-        else:
-            png = store.read_head(preview, _MAX_INLINE_PNG + 1)
-            if len(png) <= _MAX_INLINE_PNG:
-                data = base64.b64encode(png).decode()
-                await acreate_markdown_artifact(markdown=f"![preview](data:image/png;base64,{data})",
-                                         key=f"{key}-preview", description="plan preview")
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("preview artifact not created: %s", exc)
+    async def summary() -> None:
+        try:
+            await acreate_markdown_artifact(
+                markdown=summary_markdown(job_id, source_uri, src, sha256, opt_hash, result),
+                key=key, description=f"conversion of {src.get('name', source_uri)}")
+        except Exception as exc:  # noqa: BLE001 - an artifact never fails a conversion
+            logger.warning("summary artifact not created: %s", exc)
+
+    async def preview() -> None:
+        uri = result.get("preview_uri")
+        if not uri:
+            return
+        try:
+            from tasks.runtime import get_store
+
+            store = get_store()
+            url = store.public_url(uri) if hasattr(store, "public_url") else None
+            if url and url.startswith(("http://", "https://")):
+                await acreate_image_artifact(image_url=url, key=f"{key}-preview",
+                                             description="plan preview")
+            else:
+                png = store.read_head(uri, _MAX_INLINE_PNG + 1)
+                if len(png) <= _MAX_INLINE_PNG:
+                    data = base64.b64encode(png).decode()
+                    await acreate_markdown_artifact(
+                        markdown=f"![preview](data:image/png;base64,{data})",
+                        key=f"{key}-preview", description="plan preview")
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("preview artifact not created: %s", exc)
+
+    await asyncio.gather(summary(), preview())
