@@ -273,10 +273,15 @@ def test_worker_command_and_env(dockerfile):
     cmd = final.all("CMD")[-1].args
     assert cmd.startswith("["), f"Dockerfile.{flavour}: CMD must be JSON (exec) form"
     assert cmd == (
-        f'["prefect", "worker", "start", "--pool", "cad-{flavour}", "--type", "process"]'
+        f'["prefect", "worker", "start", "--pool", "cad-{flavour}", "--type", '
+        f'"cad2gltf-prefork"]'
     ), cmd
     env = " ".join(e.args for e in final.all("ENV"))
     assert "PYTHONUNBUFFERED=1" in env
+    # the worker type's code (workers/) is imported from the copied repository
+    assert "PYTHONPATH=/app" in env
+    if flavour == "gpu":
+        assert "CAD2GLTF_WORKER_STACK=gpu" in env
     assert re.search(r"PATH=/opt/venv/bin:", env), "the venv is not on PATH"
     assert final.all("WORKDIR")[-1].args == "/app"
     labels = " ".join(lbl.args for lbl in final.all("LABEL"))
@@ -300,7 +305,10 @@ def test_lock_installed_with_no_deps(dockerfile):
         assert "--no-deps" in argv, (
             f"Dockerfile.{flavour}: `{' '.join(argv)}` without --no-deps (the lock is complete)"
         )
-    assert any(argv[-1] == "." for argv in installs), "the project itself is not pip-installed"
+    assert any("." in argv[2:] for argv in installs), "the project itself is not pip-installed"
+    # the entry point that registers the cad2gltf-prefork worker type with Prefect
+    assert any("./tools/prefect-plugin" in argv for argv in installs), (
+        "the Prefect worker plugin is not installed")
     copies = " ".join(c.args for c in builder.all("COPY"))
     assert "requirements.lock" in copies
 
