@@ -6,4 +6,4 @@ cd "$ROOT"
 VENV="$(bash scripts/bootstrap.sh | tail -n 1)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # through Prefect (its local API), local files and a SQLite ledger under ~/.cad2gltf
-"$VENV/bin/python" -m flows.cli convert samples/*.dxf --out "${OUT:-out}" "$@"
+"$VENV/bin/python" -m flows.cli convert samples/*.dxf samples/*.pdf --out "${OUT:-out}" "$@"

@@ -8,7 +8,7 @@ import pytest
 
 from cad2gltf import convert_path
 from cad2gltf.synth.floorplan import encode_floorplan, generate_floorplan
-from samples.generate import SAMPLES
+from samples.generate import PDF_SAMPLES, SAMPLES, encode_pdf_sample
 from tests.gltf_validator import assert_valid_glb
 
 HERE = Path(__file__).resolve().parent.parent / "samples"
@@ -45,3 +45,14 @@ def test_generation_does_not_depend_on_hash_seed_or_history():
     import hashlib
 
     assert digests == {hashlib.sha256((HERE / "apartment.dxf").read_bytes()).hexdigest()}
+
+
+@pytest.mark.parametrize("name", sorted(PDF_SAMPLES))
+def test_pdf_sample_is_current_and_converts(name):
+    path = HERE / name
+    assert path.read_bytes() == encode_pdf_sample(name), \
+        f"{name} is stale: run `PYTHONPATH=. python samples/generate.py`"
+    res = convert_path(path)
+    assert_valid_glb(res.glb)
+    assert res.report["file_type"] == "pdf"
+    assert res.report["nodes_by_category"]["wall"] >= 12
