@@ -241,7 +241,9 @@ def plan_to_pdf(
     return pdf, transform
 
 
-_ID_RE = re.compile(rb"/ID\s*\[\s*<[0-9A-Fa-f]*>\s*<[0-9A-Fa-f]*>\s*\]")
+#: one trailer /ID string: hex ``<...>`` or literal ``(...)`` (MuPDF writes either)
+_ID_STR = rb"(?:<[0-9A-Fa-f\s]*>|\((?:\\.|[^\\()])*\))"
+_ID_RE = re.compile(rb"/ID\s*\[\s*" + _ID_STR + rb"\s*" + _ID_STR + rb"\s*\]", re.DOTALL)
 
 
 def _fixed_id(pdf: bytes) -> bytes:
