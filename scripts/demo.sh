@@ -6,4 +6,7 @@ cd "$ROOT"
 VENV="$(bash scripts/bootstrap.sh | tail -n 1)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # through Prefect (its local API), local files and a SQLite ledger under ~/.cad2gltf
-"$VENV/bin/python" -m flows.cli convert samples/*.dxf samples/*.pdf --out "${OUT:-out}" "$@"
+"$VENV/bin/python" -m flows.cli convert samples/*.dxf --out "${OUT:-out}" "$@"
+# the PDF samples with the project's own symbol detector: doors and windows become openings
+"$VENV/bin/python" -m flows.cli convert samples/*.pdf --out "${OUT:-out}" \
+  --options '{"detect_symbols": true}' "$@"

@@ -163,3 +163,20 @@ def test_detections_are_batched_per_chunk(tmp_path, oracle):
     pages = {d.extras["source"]["page"] for d in doors}
     assert pages == set(range(1, n_pages + 1))
     assert np.all([d.extras["host_wall"] for d in doors])
+
+
+def test_detector_does_not_duplicate_openings_from_door_and_window_layers(tmp_path):
+    """A vector PDF whose layers already give the openings: the detector's doors and
+    windows are not added again (regression: every opening came out twice)."""
+    plan = generate_floorplan(seed=4, rooms_x=2, rooms_y=2)
+    pdf, _ = plan_to_pdf(plan, scale=100)
+    p = tmp_path / "layered.pdf"
+    p.write_bytes(pdf)
+    plain = convert_path(p, ConvertOptions()).report["nodes_by_category"]
+    res = convert_path(p, ConvertOptions(detect_symbols=True))
+    assert_valid_glb(res.glb)
+    cats = res.report["nodes_by_category"]
+    if plain.get("door"):  # the layers were read
+        assert cats.get("door") == plain["door"] and cats.get("window") == plain.get("window")
+    else:  # no layers: the detector alone gives them
+        assert cats.get("door") == sum(o.kind == "door" for o in plan.openings)

@@ -299,6 +299,11 @@ def _emit_detections(e: _Extracted, frame: PageFrame, scan: ScanResult | None,
         handle = f"p{frame.number}#det{n}"
         stats["detections"] = stats.get("detections", 0) + 1
         label = d.label
+        if label in OPENING_CLASSES and layered_openings:
+            # the page's door/window layers already gave the openings: the detector's
+            # doors and windows would only duplicate them
+            stats["detections_superseded"] = stats.get("detections_superseded", 0) + 1
+            continue
         if (label in OPENING_CLASSES and collector is not None and not layered_openings):
             ekey = collector.element_key(label, layer, handle, builder)
             collector.take_polyline(label, ekey, rect, True, handle, _SYMBOL)
