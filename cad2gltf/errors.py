@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "ERROR_CODES",
+    "PERMANENT_SUBCODES",
     "TRANSIENT_CODES",
     "ConversionError",
     "DetectorError",
@@ -153,8 +154,18 @@ def classify(exc: BaseException) -> ConversionError:
     return InternalError(f"{name}: {exc}", subcode="UNEXPECTED")
 
 
+#: ``CODE/SUBCODE`` pairs under a transient code that are permanent all the same (the
+#: storage layer raises them as ``PermanentStorageError``): retrying cannot help.
+PERMANENT_SUBCODES: frozenset[str] = frozenset({
+    "STORAGE_ERROR/ACCESS_DENIED", "STORAGE_ERROR/REJECTED",
+})
+
+
 def is_transient(code_or_exc: str | BaseException) -> bool:
-    """True when an error (or error code) is worth retrying."""
+    """True when an error (or an error code such as ``STORAGE_ERROR/UNAVAILABLE``) is
+    worth retrying."""
     if isinstance(code_or_exc, BaseException):
         return classify(code_or_exc).transient
+    if code_or_exc in PERMANENT_SUBCODES:
+        return False
     return code_or_exc.split("/", 1)[0] in TRANSIENT_CODES

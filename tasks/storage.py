@@ -54,8 +54,8 @@ Errors (see :func:`classify_storage_error`)
 
     :class:`PermanentStorageError` is a ``StorageError`` (code ``STORAGE_ERROR``) whose
     ``transient`` is ``False``; ``cad2gltf.errors.is_transient(exc)`` honours it because
-    it reads the instance. Note that ``is_transient("STORAGE_ERROR/...")`` on a *code
-    string* cannot tell the two apart: keep ``to_dict()["transient"]`` where it matters.
+    it reads the instance, and on a code string it knows ``ACCESS_DENIED`` and
+    ``REJECTED`` (:data:`cad2gltf.errors.PERMANENT_SUBCODES`).
 """
 
 from __future__ import annotations

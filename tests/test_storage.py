@@ -300,6 +300,8 @@ def test_missing_source_is_permanent_not_found(store: ObjectStore, tmp_path: Pat
         assert err.value.subcode == "NOT_FOUND"
         assert err.value.code == "VALIDATION_ERROR"
         assert not err.value.transient and not is_transient(err.value)
+        # the code string alone says the same (dead letters and the ledger keep strings)
+        assert not is_transient(err.value.full_code)
     assert not (tmp_path / "dl" / "x.dxf").exists()
     assert _part_files(tmp_path) == []
     assert store.exists(missing) is False
@@ -320,7 +322,7 @@ def test_flaky_puts_are_transient_then_succeed(moto_s3, flaky_proxy) -> None:
         exc = err.value
         assert type(exc) is StorageError, attempt
         assert exc.subcode == "UNAVAILABLE"
-        assert exc.transient is True and is_transient(exc)
+        assert exc.transient is True and is_transient(exc) and is_transient(exc.full_code)
         assert exc.details["aws_code"] == "SlowDown" and exc.details["http_status"] == 503
         assert not st.exists("r/out.glb")
     assert st.put_bytes("r/out.glb", b"glTF" * 100) == st.key_url("r/out.glb")
@@ -370,6 +372,7 @@ def test_missing_bucket_is_permanent_access_denied(moto_s3, tmp_path) -> None:
         with pytest.raises(PermanentStorageError) as err:
             call()
         assert err.value.subcode == "ACCESS_DENIED" and not is_transient(err.value)
+        assert not is_transient(err.value.full_code)  # "STORAGE_ERROR/ACCESS_DENIED"
 
 
 def test_refused_connection_is_network_error(moto_s3, tmp_path) -> None:
