@@ -65,25 +65,35 @@ def _flow_run_state(env: dict, run_id: str) -> str:
     return next(g for g in m.groups() if g)
 
 
-def test_deployment_run_through_worker(stack):
-    env, bucket, s3 = stack["env"], stack["bucket"], stack["s3"]
-    assert "convert-file/manual" in stack["deploy_output"] or \
-        "convert-file" in stack["deploy_output"]
-    data = encode_floorplan(generate_floorplan(seed=8, rooms_x=2, rooms_y=2))
-    s3.client.put_object(Bucket=bucket, Key="incoming/e2e.dxf", Body=data)
-    uri = f"s3://{bucket}/incoming/e2e.dxf"
+def _run_deployment_cli(env: dict, name: str, source_uri: str) -> str:
     run = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", "convert-file/manual",
-         "--param", f"source_uri={uri}"], env=env, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "prefect", "deployment", "run", name,
+         "--param", f"source_uri={source_uri}"], env=env, capture_output=True, text=True,
+        timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", run.stdout).group(1)
-    deadline = time.monotonic() + 240
+    return re.search(r"UUID:\s*([0-9a-f-]{36})", run.stdout).group(1)
+
+
+def _wait_final(env: dict, run_id: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
     state = "PENDING"
     while time.monotonic() < deadline:
         state = _flow_run_state(env, run_id)
         if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             break
         time.sleep(2)
+    return state
+
+
+def test_deployment_run_through_worker(stack):
+    env, bucket, s3 = stack["env"], stack["bucket"], stack["s3"]
+    assert "convert-file/manual" in stack["deploy_output"] or \
+        "convert-file" in stack["deploy_output"]
+    data = encode_floorplan(generate_floorplan(seed=8, rooms_x=2, rooms_y=2))
+    s3.client.put_object(Bucket=bucket, Key="incoming/e2e.dxf", Body=data)
+    run_id = _run_deployment_cli(env, "convert-file/manual",
+                                 f"s3://{bucket}/incoming/e2e.dxf")
+    state = _wait_final(env, run_id, timeout=240)
     assert state == "COMPLETED", f"flow run ended {state}\n{_worker_log(stack)}"
     keys = [o["Key"] for o in s3.client.list_objects_v2(
         Bucket=bucket, Prefix="store/results/").get("Contents", [])]
@@ -158,26 +168,6 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path, callback_server):
         conn = connect(env["CAD2GLTF_AMQP_URL"])
         delete_topology(conn.channel(), PipelineSettings(**names))
         conn.close()
-
-
-def _run_deployment_cli(env: dict, name: str, source_uri: str) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", name,
-         "--param", f"source_uri={source_uri}"], env=env, capture_output=True, text=True,
-        timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return re.search(r"UUID:\s*([0-9a-f-]{36})", run.stdout).group(1)
-
-
-def _wait_final(env: dict, run_id: str, timeout: float = 300) -> str:
-    deadline = time.monotonic() + timeout
-    state = "PENDING"
-    while time.monotonic() < deadline:
-        state = _flow_run_state(env, run_id)
-        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            break
-        time.sleep(2)
-    return state
 
 
 def test_pdf_goes_to_the_gpu_pool_when_it_is_served(stack):
