@@ -26,7 +26,7 @@ SAMPLES = {
 # PDF drawings of the same plans (cad2gltf.synth.render): a vector A3 sheet at 1:100, as
 # a CAD program prints it, and a scanned A3 sheet (150 dpi, slightly rotated, noisy)
 PDF_SAMPLES = {
-    "house.pdf": dict(kind="vector", plan="house.dxf", scale=100),
+    "house-sheet.pdf": dict(kind="vector", plan="house.dxf", scale=100),
     "office-scan.pdf": dict(kind="scan", plan="office.dxf", scale=100, dpi=150,
                             rotation_deg=1.2, noise=2.0, blur=0.6, seed=7),
 }
