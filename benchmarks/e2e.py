@@ -113,7 +113,6 @@ def main() -> int:
         "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
     }
     stack = LocalPrefect(tmp, env, database=args.server_db)
-    logs = stack.logs
     try:
         stack.__enter__()
         env = stack.env
@@ -126,11 +125,7 @@ def main() -> int:
                                *(["--limit", str(limit)] if limit else [])],
                     env={"PREFECT_LOGGING_LEVEL": "INFO"})
         if args.worker_type == "cad2gltf-prefork":  # wait for the warm children
-            deadline = time.monotonic() + 180
-            while "warm children ready" not in (logs / "worker.log").read_text():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the prefork worker did not start")
-                time.sleep(0.2)
+            stack.wait_for_log("worker", "warm children ready")
         stack.start("listener", [sys.executable, "-m", "flows.cli", "listen"])
         from blocks.settings import get_settings
         from tasks.amqp import connect, declare_topology, publish

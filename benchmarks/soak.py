@@ -93,11 +93,7 @@ def main() -> int:
         worker = stack.start("worker", [sys.executable, "-m", "prefect", "worker", "start",
                                         "--pool", "cad-cpu", "--type", "cad2gltf-prefork"],
                              env={"PREFECT_LOGGING_LEVEL": "INFO"})
-        deadline = time.monotonic() + 180
-        while "warm children ready" not in stack.log_text("worker"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the prefork worker did not start")
-            time.sleep(0.2)
+        stack.wait_for_log("worker", "warm children ready")
         listener = stack.start("listener", [sys.executable, "-m", "flows.cli", "listen"])
         from blocks.settings import get_settings
 

@@ -151,6 +151,20 @@ class LocalPrefect:
                "--type", worker_type, "--name", name, *extra_args]
         return self._popen(cmd, f"worker-{name}", {**self.env, **(env or {})})
 
+    def wait_for_log(self, name: str, text: str, timeout: float = 180.0) -> None:
+        """Wait until ``text`` appears in a process's log (e.g. a prefork worker's
+        ``warm children ready``).
+
+        Raises:
+            TimeoutError: it did not appear in time (the log's tail is in the message).
+        """
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the {name} log after {timeout:.0f} s:\n"
+                                   f"{self.log_text(name)[-3000:]}")
+            time.sleep(0.2)
+
     def log_text(self, name: str) -> str:
         """Contents of a log file (``server``, ``worker-<name>``)."""
         path = self.logs / f"{name}.log"

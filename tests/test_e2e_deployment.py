@@ -187,10 +187,7 @@ def test_pdf_goes_to_the_gpu_pool_when_it_is_served(stack):
     worker = st.start_worker("cad-gpu", "cad2gltf-prefork", name="gpu",
                              env={"CAD2GLTF_WORKER_CHILDREN": "1"})
     try:
-        deadline = time.monotonic() + 180
-        while "warm children ready" not in st.log_text("worker-gpu"):
-            assert time.monotonic() < deadline, st.log_text("worker-gpu")[-3000:]
-            time.sleep(0.5)
+        st.wait_for_log("worker-gpu", "warm children ready")
         time.sleep(3)  # the worker's first heartbeat marks it ONLINE
         pdf, _ = plan_to_pdf(generate_floorplan(seed=31, rooms_x=2, rooms_y=1), scale=100)
         s3.client.put_object(Bucket=bucket, Key="incoming/gpu.pdf", Body=pdf)

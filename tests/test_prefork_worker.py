@@ -62,17 +62,8 @@ def stack(tmp_path_factory):
             st.out = home / "out"
             st.out.mkdir()
             st.worker_env = worker_env
-            _wait_log(st, "worker-a", "warm children ready", 180)
+            st.wait_for_log("worker-a", "warm children ready", 180)
             yield st
-
-
-def _wait_log(st: LocalPrefect, name: str, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in st.log_text(name):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in {name} log:\n{st.log_text(name)[-3000:]}")
 
 
 def _client():
@@ -269,7 +260,7 @@ def test_pool_concurrency_limit_and_sigterm_drain(api):
     worker = api.start_worker("warm-b", "cad2gltf-prefork", name="b", env={
         **api.worker_env, "CAD2GLTF_WORKER_CHILDREN": "2"})
     try:
-        _wait_log(api, "worker-b", "warm children ready", 180)
+        api.wait_for_log("worker-b", "warm children ready", 180)
         runs = [_start(api, "warm-b", "sleepy", seconds=2.0) for _ in range(3)]
         max_running = 0
         deadline = time.monotonic() + 120
