@@ -24,7 +24,9 @@ from __future__ import annotations
 import functools
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,10 @@ from cad2gltf.options import ConvertOptions
 from cad2gltf.pdf.document import page_selection, pdf_document
 from cad2gltf.pdf.frame import PageFrame
 from cad2gltf.pdf.groundplane import GROUND_DPI, GroundPlane, add_ground_planes, encode_texture
+from cad2gltf.pdf.intermediate import ExtractedPage
 from cad2gltf.pdf.raster import ScanResult, find_walls
 from cad2gltf.pdf.scale import PageScale, resolve_scale, scale_from_dimensions
-from cad2gltf.pdf.symbols import OPENING_CLASSES, PageDetection, load_symbol_detector
+from cad2gltf.pdf.symbols import OPENING_CLASSES, SymbolDetector, load_symbol_detector
 from cad2gltf.pdf.vector import (
     PageContent,
     emit_vector_page,
@@ -46,7 +49,9 @@ from cad2gltf.pdf.vector import (
 )
 from cad2gltf.scene import Color, Node, Scene, SceneBuilder
 
-__all__ = ["CHUNK", "PageResult", "iter_pdf_pages", "pdf_readfile"]
+__all__ = ["CHUNK", "ExtractedChunk", "PageResult", "PreparedChunk", "PreparedPages", "build_pages", "chunks_of",
+           "detect_pages", "extract_chunk", "extract_pages", "iter_pdf_pages", "iter_prepared_pages",
+           "pdf_readfile", "prepared_pages"]
 
 #: pages extracted (and rendered) together; their renders share one detector batch
 CHUNK = 8
@@ -71,18 +76,6 @@ class PageResult:
     ground: GroundPlane | None = None
 
 
-@dataclass
-class _Extracted:
-    index: int
-    content: PageContent
-    scale: PageScale
-    scanned: bool
-    gray: np.ndarray | None = None        # scanned pages: render at options.dpi
-    det_image: np.ndarray | None = None   # detector input at the detector's dpi
-    ground: np.ndarray | None = None      # ground-plane texture (vector pages)
-    detections: list[PageDetection] = field(default_factory=list)
-
-
 def _render(page: Any, dpi: float, gray: bool) -> np.ndarray:
     import pymupdf
 
@@ -99,6 +92,10 @@ def _render(page: Any, dpi: float, gray: bool) -> np.ndarray:
 def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
                    warnings: list[str]) -> Iterator[PageResult]:
     """Convert the selected pages one by one (core API; also for one GLB per page).
+
+    The three steps per chunk of :data:`CHUNK` pages are public, so that a pipeline can
+    run them apart (:func:`extract_pages`, :func:`detect_pages`, :func:`build_pages`);
+    this function chains them in memory.
 
     Args:
         path: the PDF file.
@@ -117,31 +114,181 @@ def iter_pdf_pages(path: str | os.PathLike[str], options: ConvertOptions,
     detector = load_symbol_detector() if options.detect_symbols else None
     with pdf_document(path, warnings) as doc:
         selected = page_selection(options.pages, doc.page_count)
-        x_cursor = 0.0
-        texts = 0
-        for start in range(0, len(selected), CHUNK):
-            chunk: list[_Extracted] = []
-            for index in selected[start:start + CHUNK]:
-                chunk.append(_extract(doc, index, options, detector, warnings))
-            if detector is not None:
-                images = [e.det_image for e in chunk if e.det_image is not None]
-                found = detector.detect(images) if images else []
-                it = iter(found)
-                for e in chunk:
-                    if e.det_image is not None:
-                        e.detections = next(it)
-                        e.det_image = None
-            for e in chunk:
-                frame = PageFrame(e.index + 1, e.content.width_pt, e.content.height_pt,
-                                  e.scale.metres_per_point, (round(x_cursor, 6), 0.0))
-                w_m = frame.size_m[0]
-                x_cursor += w_m + round(0.1 * w_m, 3)
-                res = _build_page(e, frame, options, texts)
-                texts += res.stats.get("texts", 0)
-                yield res
-            chunk.clear()
-            gc.collect()
-            _shrink_store()
+
+        def extracted() -> Iterator[ExtractedPage]:
+            for start in range(0, len(selected), CHUNK):
+                chunk = extract_pages(doc, selected[start:start + CHUNK], options,
+                                      detector.dpi if detector is not None else None,
+                                      warnings)
+                if detector is not None:
+                    detect_pages(detector, chunk)
+                yield from chunk
+                chunk.clear()
+                gc.collect()
+                _shrink_store()
+
+        yield from build_pages(extracted(), options)
+
+
+def chunks_of(selected: Sequence[int]) -> list[list[int]]:
+    """The selected 0-based pages cut into the reader's chunks of :data:`CHUNK`."""
+    return [list(selected[start:start + CHUNK]) for start in range(0, len(selected), CHUNK)]
+
+
+def extract_pages(doc: Any, indices: Sequence[int], options: ConvertOptions,
+                  detector_dpi: float | None, warnings: list[str]) -> list[ExtractedPage]:
+    """Read pages of an open document: content, scale and the renders they need.
+
+    A page that cannot be read or rendered is left out with a warning (an empty page of
+    its size stands in), never an error.
+
+    Args:
+        doc: the open document (:func:`cad2gltf.pdf.document.pdf_document`).
+        indices: 0-based pages, in order.
+        options: conversion options (``scale``, ``dpi``, ``ground_plane``).
+        detector_dpi: the detector's render resolution when symbols are detected
+            (each page then carries ``det_image``), None otherwise.
+        warnings: page warnings are appended here.
+
+    Returns:
+        One :class:`ExtractedPage` per index.
+    """
+    return [_extract(doc, index, options, detector_dpi, warnings) for index in indices]
+
+
+@dataclass
+class ExtractedChunk:
+    """One chunk of a document's selected pages, read on its own (:func:`extract_chunk`).
+
+    Attributes:
+        chunks: how many chunks the selection has.
+        pages: the chunk's pages, in order.
+        warnings: what reading them gave.
+        document_warnings: what opening the document gave (the same for every chunk).
+    """
+
+    chunks: int
+    pages: list[ExtractedPage]
+    warnings: list[str]
+    document_warnings: list[str]
+
+
+def extract_chunk(path: str | os.PathLike[str], options: ConvertOptions, chunk: int,
+                  detector_dpi: float | None) -> ExtractedChunk:
+    """Open the PDF and read chunk ``chunk`` (0-based) of its selected pages, as
+    :func:`iter_pdf_pages` would; MuPDF's cache is emptied before returning.
+
+    Raises:
+        InvalidInputError: ``ENCRYPTED``, ``SUSPICIOUS_CONTENT``, ``NO_PAGES``,
+            ``BAD_OPTIONS`` (page selection, or no such chunk).
+        ParsingError: ``BAD_PDF``.
+    """
+    from cad2gltf.errors import InvalidInputError
+
+    document_warnings: list[str] = []
+    warnings: list[str] = []
+    with pdf_document(path, document_warnings) as doc:
+        chunks = chunks_of(page_selection(options.pages, doc.page_count))
+        if not 0 <= chunk < len(chunks):
+            raise InvalidInputError(f"chunk {chunk}: the selection has {len(chunks)}",
+                                    subcode="BAD_OPTIONS")
+        pages = extract_pages(doc, chunks[chunk], options, detector_dpi, warnings)
+    gc.collect()
+    _shrink_store()
+    return ExtractedChunk(len(chunks), pages, warnings, document_warnings)
+
+
+def detect_pages(detector: SymbolDetector, pages: Sequence[ExtractedPage]) -> None:
+    """Run the detector once over the pages' renders (one batch) and attach the
+    detections; the renders are dropped.
+
+    Raises:
+        DetectorError: the detector failed.
+    """
+    images = [e.det_image for e in pages if e.det_image is not None]
+    found = detector.detect(images) if images else []
+    it = iter(found)
+    for e in pages:
+        if e.det_image is not None:
+            e.detections = next(it)
+            e.det_image = None
+
+
+def build_pages(pages: Iterable[ExtractedPage], options: ConvertOptions) -> Iterator[PageResult]:
+    """Pages (with their detections) -> ``page-N`` nodes, laid out in a row left to right;
+    each page's renders are dropped once it is built.
+
+    Yields:
+        One :class:`PageResult` per page, in the given order.
+    """
+    x_cursor = 0.0
+    texts = 0
+    for e in pages:
+        frame = PageFrame(e.index + 1, e.content.width_pt, e.content.height_pt,
+                          e.scale.metres_per_point, (round(x_cursor, 6), 0.0))
+        w_m = frame.size_m[0]
+        x_cursor += w_m + round(0.1 * w_m, 3)
+        res = _build_page(e, frame, options, texts)
+        texts += res.stats.get("texts", 0)
+        yield res
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk of pages extracted (and detected) ahead, by another step.
+
+    Attributes:
+        warnings: the warnings its extraction gave (in page order).
+        load: returns the chunk's pages, in order, with their detections attached;
+            called once, when the chunk's turn comes (so one chunk is in memory).
+    """
+
+    warnings: list[str]
+    load: Callable[[], Iterable[ExtractedPage]]
+
+
+@dataclass
+class PreparedPages:
+    """A PDF whose pages were extracted and detected by earlier steps.
+
+    Attributes:
+        document_warnings: what opening the document gave (repairs, encryption).
+        chunks: the selected pages' chunks, in order (see :func:`chunks_of`).
+    """
+
+    document_warnings: list[str]
+    chunks: Sequence[PreparedChunk]
+
+
+_PREPARED: ContextVar[PreparedPages | None] = ContextVar("cad2gltf_pdf_prepared", default=None)
+
+
+@contextmanager
+def prepared_pages(prepared: PreparedPages) -> Iterator[None]:
+    """While active, :func:`pdf_readfile` (and so :func:`cad2gltf.convert.convert_path`
+    on a PDF) builds the scene from ``prepared`` instead of reading the file's pages:
+    the rest of the conversion (validation, provenance, GLB, preview) stays the one
+    :func:`~cad2gltf.convert.convert_path` does, so both give the same bytes.
+    """
+    token = _PREPARED.set(prepared)
+    try:
+        yield
+    finally:
+        _PREPARED.reset(token)
+
+
+def iter_prepared_pages(prepared: PreparedPages, options: ConvertOptions,
+                        warnings: list[str]) -> Iterator[PageResult]:
+    """:func:`iter_pdf_pages` over pages extracted ahead: the same results, warnings in
+    the same order (document, then per chunk: extraction, then its pages)."""
+    warnings.extend(prepared.document_warnings)
+
+    def extracted() -> Iterator[ExtractedPage]:
+        for chunk in prepared.chunks:
+            warnings.extend(chunk.warnings)
+            yield from chunk.load()
+
+    yield from build_pages(extracted(), options)
 
 
 def _shrink_store() -> None:
@@ -155,15 +302,15 @@ def _shrink_store() -> None:
         pass
 
 
-def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
-             warnings: list[str]) -> _Extracted:
+def _extract(doc: Any, index: int, options: ConvertOptions, detector_dpi: float | None,
+             warnings: list[str]) -> ExtractedPage:
     try:
         page = doc.load_page(index)
         content = read_page_content(page)
     except Exception as exc:  # noqa: BLE001 - one damaged page does not sink the file
         warnings.append(f"page {index + 1} cannot be read and was left out: "
                         f"{type(exc).__name__}: {exc}"[:300])
-        return _Extracted(index, PageContent(width_pt=842.0, height_pt=595.0),
+        return ExtractedPage(index, PageContent(width_pt=842.0, height_pt=595.0),
                           resolve_scale(options.scale, []), False)
     try:
         scale = resolve_scale(options.scale, [(t.text, t.size) for t in content.texts],
@@ -171,30 +318,30 @@ def _extract(doc: Any, index: int, options: ConvertOptions, detector: Any,
                                   [(t.text, t.size, t.bbox, t.angle_deg) for t in content.texts],
                                   straight_segments(content.paths)))
         scanned = content.is_scanned
-        e = _Extracted(index, content, scale, scanned)
+        e = ExtractedPage(index, content, scale, scanned)
         if scanned:
             e.gray = _render(page, options.dpi, gray=True)
             content.paths = []  # the image frame is not linework
         if options.ground_plane and not scanned:
             e.ground = _render(page, GROUND_DPI, gray=True)
-        if detector is not None:
+        if detector_dpi is not None:
             # the detector works on grey tiles: grey renders are a third of the memory
-            if e.gray is not None and abs(detector.dpi - options.dpi) < 1e-6:
+            if e.gray is not None and abs(detector_dpi - options.dpi) < 1e-6:
                 e.det_image = e.gray
             else:
-                e.det_image = _render(page, detector.dpi, gray=True)
+                e.det_image = _render(page, detector_dpi, gray=True)
         return e
     except Exception as exc:  # noqa: BLE001 - e.g. an image stream that cannot be decoded
         warnings.append(f"page {index + 1} cannot be rendered and was left out: "
                         f"{type(exc).__name__}: {exc}"[:300])
-        return _Extracted(index, PageContent(width_pt=content.width_pt,
+        return ExtractedPage(index, PageContent(width_pt=content.width_pt,
                                              height_pt=content.height_pt),
                           resolve_scale(options.scale, []), False)
     finally:
         del page
 
 
-def _build_page(e: _Extracted, frame: PageFrame, options: ConvertOptions,
+def _build_page(e: ExtractedPage, frame: PageFrame, options: ConvertOptions,
                 texts_before: int = 0) -> PageResult:
     from cad2gltf.dxf.semantics import SemanticCollector
 
@@ -276,7 +423,7 @@ def _emit_scan_walls(scan: ScanResult, frame: PageFrame, dpi: float, builder: Sc
         builder.add_polyline(key, _SCAN_WALL, rect, closed=True)
 
 
-def _emit_detections(e: _Extracted, frame: PageFrame, scan: ScanResult | None,
+def _emit_detections(e: ExtractedPage, frame: PageFrame, scan: ScanResult | None,
                      options: ConvertOptions, builder: SceneBuilder, collector: Any,
                      stats: dict[str, int]) -> None:
     layer = "symbols"
@@ -366,7 +513,10 @@ def pdf_readfile(path: str | os.PathLike[str], options: ConvertOptions | None = 
     layers: set[str] = set()
     first: PageResult | None = None
     grounds: list[GroundPlane] = []
-    for res in iter_pdf_pages(path, options, warnings):
+    prepared = _PREPARED.get()
+    results = (iter_prepared_pages(prepared, options, warnings) if prepared is not None
+               else iter_pdf_pages(path, options, warnings))
+    for res in results:
         first = first or res
         if res.ground is not None:
             grounds.append(res.ground)
