@@ -1,6 +1,6 @@
-"""Conversion flows: ``convert_file`` (entry point, routing, job lifecycle),
-``convert_dxf`` (the DXF work, on the ``cad-cpu`` pool) and ``convert_pdf`` (the PDF
-work, deployed on the ``cad-gpu`` pool).
+"""Conversion flows: ``convert_file`` (entry point, routing, job lifecycle) and
+``convert_dxf`` (the DXF work, on the ``cad-cpu`` pool); ``convert_pdf`` (the PDF work,
+deployed on the ``cad-gpu`` pool) lives in :mod:`flows.pdf` and is re-exported here.
 
 Flows are ``async`` on purpose: Prefect 3.8's synchronous flow engine joins its
 heartbeat thread at the end of every run, which sleeps in one-second steps (measured
@@ -21,6 +21,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 
 from cad2gltf.errors import ConversionError, InvalidInputError, classify
 from cad2gltf.options import ConvertOptions
+from flows.pdf import convert_pdf, run_pdf_tasks
 from tasks.convert import (
     check_callback_url,
     convert_drawing,
@@ -44,8 +45,9 @@ async def _convert_downloaded(source_uri: str, local_path: str, sha256: str, nam
                               options: dict[str, Any] | None = None,
                               job_id: str | None = None,
                               owner: str | None = None) -> dict[str, Any]:
-    """Convert a drawing already in local scratch (any type ``cad2gltf`` reads) and store
-    the GLB and its preview; the body of ``convert_dxf`` and ``convert_pdf``."""
+    """Convert a drawing already in local scratch (any type ``cad2gltf`` reads) in one
+    task and store the GLB and its preview; the body of ``convert_dxf`` (PDFs go through
+    :func:`flows.pdf.run_pdf_tasks`)."""
     from tasks.runtime import cached_task_options, get_store
 
     run = convert_drawing.with_options(**(await cached_task_options()))
@@ -70,37 +72,6 @@ async def convert_dxf(source_uri: str, local_path: str, sha256: str, name: str,
     """
     return await _convert_downloaded(source_uri, local_path, sha256, name, options,
                                      job_id=job_id, owner=owner)
-
-
-@flow(name="convert-pdf", flow_run_name="convert-pdf {source_uri}", retries=0)
-async def convert_pdf(source_uri: str, options: dict[str, Any] | None = None,
-                      job_id: str | None = None, owner: str | None = None,
-                      sha256: str | None = None) -> dict[str, Any]:
-    """Convert a PDF drawing (vector or scanned pages, symbol detection when the options
-    ask for it) and store the GLB and its preview.
-
-    Deployed on the ``cad-gpu`` pool (``convert-pdf/gpu``), where the children hold
-    torch and the detector; ``convert_file`` routes PDFs here when a GPU worker is online
-    and runs the same work inline on ``cad-cpu`` otherwise (``CAD2GLTF_PDF_ROUTE``). The
-    file is fetched on this worker (the GPU pool may be another machine); the conversion
-    task is content-cached and retried like the DXF one, and the reader works page by
-    page, in chunks whose renders go to the detector in batches.
-
-    Returns:
-        The result manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, ``summary``.
-
-    Raises:
-        ConversionError: classified (``VALIDATION_ERROR/ENCRYPTED``, ``DETECTOR_ERROR``...).
-    """
-    from tasks.runtime import retry_options
-
-    src = download_source.with_options(**retry_options())(source_uri, "pdf")
-    if sha256 is not None and src["sha256"] != sha256:
-        raise InvalidInputError("the PDF changed between validation and conversion",
-                                subcode="SOURCE_CHANGED",
-                                details={"expected": sha256, "found": src["sha256"]})
-    return await _convert_downloaded(source_uri, src["local_path"], src["sha256"],
-                                     src["name"], options, job_id=job_id, owner=owner)
 
 
 async def _gpu_worker_online() -> bool:
@@ -161,8 +132,8 @@ async def _route_pdf(source_uri: str, local_path: str, sha256: str, name: str,
     if route == "cpu":
         get_run_logger().info("PDF work runs inline on this worker (route %s)",
                               settings.pdf_route)
-        return await _convert_downloaded(source_uri, local_path, sha256, name, options,
-                                         job_id=job_id, owner=owner)
+        return await run_pdf_tasks(local_path, sha256, name, options, job_id=job_id,
+                                   owner=owner)
     import json as _json
 
     from prefect.deployments import run_deployment
