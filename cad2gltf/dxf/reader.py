@@ -1,7 +1,8 @@
 """DXF -> :class:`~cad2gltf.scene.Scene`.
 
-The reader loads a document with ezdxf (fast path first, ezdxf's recover mode when the
-file is damaged), walks the modelspace in file order, explodes block references with
+The reader loads a document with ezdxf (ASCII files through the faster tag reader of
+:mod:`cad2gltf.dxf.tags` first, ``ezdxf.readfile`` for anything it leaves, ezdxf's
+recover mode when the file is damaged), walks the modelspace in file order, explodes block references with
 their full transforms (nested, mirrored, non-uniformly scaled, MINSERT arrays and
 attributes), converts OCS to WCS, tessellates curves to a chord tolerance relative to
 the drawing size and batches everything per layer and colour.
@@ -124,6 +125,17 @@ def _load(source: str | Path | bytes, warnings: list[str]) -> Any:
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        if not isinstance(source, (bytes, bytearray)):
+            from cad2gltf.dxf.tags import fast_readfile
+
+            mark = len(warnings)
+            try:
+                return fast_readfile(source)
+            except MemoryError:
+                raise
+            except Exception:  # noqa: BLE001 - anything unusual: ezdxf's own path below
+                del warnings[mark:]  # what the attempt logged is logged again below
+                handler.count = 0
         return _load_inner(source, warnings)
     finally:
         logger.removeHandler(handler)
