@@ -20,8 +20,13 @@ from cad2gltf.errors import ConversionError
 from cad2gltf.options import ConvertOptions
 from cad2gltf.synth.floorplan import generate_floorplan
 from cad2gltf.synth.render import plans_to_pdf
+from tests import test_pipeline as _pipeline_tests
 from tests.gltf_validator import assert_valid_glb
-from tests.test_pipeline import _task_runs, harness, pipeline  # noqa: F401 - fixtures
+from tests.test_pipeline import _task_runs
+
+# the pipeline fixtures of test_pipeline: moto S3 + PostgreSQL settings, one harness
+harness = _pipeline_tests.harness
+pipeline = _pipeline_tests.pipeline
 
 PDF_TASKS = ("extract_pdf_pages", "detect_symbols", "build_pdf_scene")
 
@@ -183,10 +188,17 @@ def test_refused_pdf_fails_at_once_with_its_code(pipeline, kind):
 
 
 def test_pages_round_trip_exactly(tmp_path):
-    """A page read back from its stored form builds into the same bytes."""
+    """A page read back from its stored form equals the page read from the PDF."""
     from cad2gltf.pdf.document import pdf_document
     from cad2gltf.pdf.intermediate import (
-        detections_dumpb, detections_loadb, page_dumpb, page_loadb, render_dumpb, render_loadb)
+        detections_dumpb,
+        detections_loadb,
+        page_dumpb,
+        page_loadb,
+        render_dumpb,
+        render_loadb,
+    )
+    from cad2gltf.pdf.reader import extract_pages
     from cad2gltf.pdf.symbols import PageDetection
 
     doc = pymupdf.open(stream=_plan_set(1, seed=80), filetype="pdf")
@@ -194,8 +206,6 @@ def test_pages_round_trip_exactly(tmp_path):
     path = tmp_path / "rotated.pdf"
     doc.save(path)
     opts = ConvertOptions(ground_plane=True)
-    from cad2gltf.pdf.reader import extract_pages
-
     with pdf_document(path, []) as pdf:
         (page,) = extract_pages(pdf, [0], opts, 100.0, [])
     back = page_loadb(page_dumpb(page))
