@@ -86,6 +86,7 @@ class _Writer:
 
     def __init__(self, offset: np.ndarray) -> None:
         self.offset = offset
+        self._offset_l = [float(v) for v in offset]
         self.blob = bytearray()
         self.buffer_views: list[dict[str, Any]] = []
         self.accessors: list[dict[str, Any]] = []
@@ -144,24 +145,29 @@ class _Writer:
         index = len(self.nodes)
         self.nodes.append(entry)
         for prim in node.primitives:
-            if prim.vertex_count == 0:
+            n = prim.positions.shape[0]
+            if n == 0:
                 continue
-            if prim.kind == "triangles":
+            kind = prim.kind
+            if kind == "triangles":
                 tri = prim.triangles()
                 if tri.shape[0]:
                     mat = self._material(prim.color, False, prim.double_sided)
                     self._tris.append((entry, mat, tri))
-            elif prim.kind == "lines":
-                pts = prim.positions[: prim.positions.shape[0] - prim.positions.shape[0] % 2]
+            elif kind == "lines":
+                pts = prim.positions if n % 2 == 0 else prim.positions[: n - 1]
                 if pts.shape[0]:
                     self._lines.append((entry, self._material(prim.color, True, False), pts))
             else:
                 self._points.append((entry, self._material(prim.color, True, False),
                                      prim.positions))
         if node.translation is not None:
-            t = _to_yup(np.asarray([node.translation], dtype=np.float64))[0] - self.offset
-            if np.all(np.isfinite(t)):
-                entry["translation"] = [round(float(v), 6) for v in t]
+            # _to_yup minus the offset, in Python floats (the same IEEE arithmetic)
+            x, y, z = (float(v) for v in node.translation)
+            ox, oy, oz = self._offset_l
+            t = (x - ox, z - oy, -y - oz)
+            if all(map(math.isfinite, t)):
+                entry["translation"] = [round(v, 6) for v in t]
         if node.rotation_z:
             half = node.rotation_z / 2.0
             entry["rotation"] = [0.0, round(math.sin(half), 9), 0.0, round(math.cos(half), 9)]
