@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -72,9 +72,8 @@ class _Compiled:
     concrete_semantic: bool = False
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    """Inherited properties inside a block reference."""
+class _Ctx(NamedTuple):
+    """Inherited properties inside a block reference (a tuple: one is made per entity)."""
 
     layer: str          # effective layer for entities on layer "0"
     color: Color        # BYBLOCK colour
@@ -327,9 +326,10 @@ class _Walker:
         self.unit_name, self.scale = self._units()
         self.flat_dist = self._flattening_distance(msp)
         root = _Ctx(layer="0", color=_ACI7, depth=0, handle="", blocks=())
+        n_entities = 0
         for e in msp:
-            self.stats["entities"] += 1
-            handle = e.dxf.get("handle", "") or ""
+            n_entities += 1
+            handle = e.dxf.__dict__.get("handle") or ""  # dxf.get() without its overhead
             try:
                 self._entity(e, None, _Ctx(root.layer, root.color, 0, handle, ()))
             except InvalidInputError:
@@ -341,6 +341,7 @@ class _Walker:
                 if sum(self.failed.values()) <= 10:
                     self.warnings.append(f"{e.dxftype()} #{handle} skipped: "
                                          f"{type(exc).__name__}: {str(exc)[:120]}")
+        self.stats["entities"] += n_entities
         self._finish_rays()
         if self.semantics is not None:
             self.semantics.emit(self.builder, self.scale, self.warnings)
@@ -657,17 +658,19 @@ class _Walker:
         # the vertex array itself (x, y, start width, end width, bulge per row) rather
         # than has_width / has_arc / get_points, which loop over it in Python
         v = np.asarray(e.lwpoints.values, dtype=np.float64).reshape(-1, 5)
+        # start width, end width, bulge: any non-zero (NaN counts), in one reduction
+        start_w, end_w, bulge = v[:, 2:5].any(axis=0).tolist()
         if "const_width" in attrs:
             has_width = attrs["const_width"] != 0.0
         else:
-            has_width = bool((v[:, 2:4] != 0).any())
+            has_width = start_w or end_w
         if has_width:
             self._wide_polyline(e, m, ctx, layer, color)
             return
-        if (v[:, 4] != 0).any():
+        if bulge:
             self._curve(e, m, ctx, layer, color)
             return
-        out = np.zeros((v.shape[0], 3), dtype=np.float64)
+        out = np.empty((v.shape[0], 3), dtype=np.float64)
         out[:, :2] = v[:, :2]
         out[:, 2] = attrs.get("elevation", 0.0)
         ext = attrs.get("extrusion", None)

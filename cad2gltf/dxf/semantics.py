@@ -39,7 +39,6 @@ __all__ = ["SemanticCollector"]
 _GLASS: Color = (0.55, 0.75, 0.9, 0.35)
 _EXTRUDED = {"wall", "column"}
 _OPENINGS = {"door", "window"}
-_NEXT = np.array([1, 2, 3, 0])
 
 
 @dataclass
@@ -80,15 +79,6 @@ class _Element:
     lines: list[tuple[np.ndarray, bool, Color]] = field(default_factory=list)
     tris: list[tuple[np.ndarray, np.ndarray | None, Color]] = field(default_factory=list)
 
-    def points2d(self) -> np.ndarray:
-        cached = self.__dict__.get("_pts")
-        if cached is not None and cached[0] == len(self.lines) + len(self.tris):
-            return cached[1]
-        parts = [p[:, :2] for p, _, _ in self.lines] + [p[:, :2] for p, _, _ in self.tris]
-        pts = np.concatenate(parts) if parts else np.zeros((0, 2))
-        self.__dict__["_pts"] = (len(self.lines) + len(self.tris), pts)
-        return pts
-
 
 class SemanticCollector:
     """Collects geometry of semantic layers during the walk; emits 3D elements after it."""
@@ -128,10 +118,7 @@ class SemanticCollector:
                 q = pts[:4, :2]
                 if category == "wall" and (pts.shape[0] == 4 or (
                         pts.shape[0] == 5 and np.allclose(pts[0, :2], pts[4, :2]))):
-                    e = q[_NEXT] - q
-                    d = np.einsum("ij,ij->i", e, e[_NEXT])
-                    ln = np.sqrt(np.einsum("ij,ij->i", e, e))
-                    if ln.min() > 0 and np.all(np.abs(d) <= 1e-6 * ln * ln[_NEXT]):
+                    if _is_rectangle(q.tolist()):
                         # a rectangle: kept raw, turned into strip walls in bulk later
                         self.rects.append((q.copy(), handle, layer, color))
                         return True
@@ -140,9 +127,10 @@ class SemanticCollector:
                     self.polygons.append((poly, handle, layer, color, category))
                     return True
             if category == "wall":
-                p, q = pts[:-1, :2], pts[1:, :2]
-                for a, b in zip(p, q):
-                    self.segments.append((a.copy(), b.copy(), handle, layer, color))
+                xy = pts[:, :2].tolist()  # plain floats: one array is made of them all later
+                add = self.segments.append
+                for k in range(len(xy) - 1):
+                    add((xy[k], xy[k + 1], handle, layer, color))
                 return True
             return False
         self._element(key, color).lines.append((pts, closed, color))
@@ -303,11 +291,8 @@ class SemanticCollector:
         footprints = np.array([w.footprint for w in walls], dtype=object)
         tree = STRtree(footprints)
         search = o.max_wall_thickness * unit
-        pts_list = [merged[i].points2d() for i in candidates]
-        pts_of = dict(zip(candidates, pts_list))
         # all candidates' points in one array; per-candidate bounds in two reductions
-        n_pts = np.array([p.shape[0] for p in pts_list], dtype=np.int64)
-        all_pts = np.concatenate(pts_list)
+        all_pts, n_pts = _plan_points([merged[i] for i in candidates])
         p_start = np.cumsum(n_pts) - n_pts
         lo = np.minimum.reduceat(all_pts, p_start, axis=0)
         hi = np.maximum.reduceat(all_pts, p_start, axis=0)
@@ -361,7 +346,7 @@ class SemanticCollector:
                 if u is None:
                     unhosted += 1
                     continue
-                t = pts_of[i] @ u
+                t = all_pts[p_start[k]:p_start[k] + n_pts[k]] @ u
                 t0, t1 = float(t.min()), float(t.max())
             if t1 - t0 <= 1e-9:
                 unhosted += 1
@@ -557,6 +542,43 @@ def _bulk_polylines(jobs: list[tuple[str, list[tuple[np.ndarray, bool, Color]]]]
 
 
 
+def _is_rectangle(q: list[list[float]]) -> bool:
+    """Four corners with right angles (relative tolerance 1e-6) and no zero-length side.
+
+    Python floats for four points: several times cheaper than numpy on (4, 2) arrays,
+    and the same arithmetic (edge i = q[i+1] - q[i], dot products of neighbours).
+    """
+    e = [(q[(i + 1) % 4][0] - q[i][0], q[(i + 1) % 4][1] - q[i][1]) for i in range(4)]
+    ln = [math.sqrt(x * x + y * y) for x, y in e]
+    if min(ln) <= 0:
+        return False
+    for i in range(4):
+        (ax, ay), (bx, by) = e[i], e[(i + 1) % 4]
+        if not abs(ax * bx + ay * by) <= 1e-6 * ln[i] * ln[(i + 1) % 4]:
+            return False
+    return True
+
+
+def _plan_points(els: list[_Element]) -> tuple[np.ndarray, np.ndarray]:
+    """The plan points of many elements in one ``(n, 2)`` array (per element: its
+    lines' points, then its triangles' positions) and the number of points of each."""
+    parts: list[np.ndarray] = []
+    sizes: list[int] = []
+    for el in els:
+        k = 0
+        for p, _, _ in el.lines:
+            parts.append(p)
+            k += p.shape[0]
+        for p, _, _ in el.tris:
+            parts.append(p)
+            k += p.shape[0]
+        sizes.append(k)
+    if not parts:
+        return np.zeros((0, 2)), np.array(sizes, dtype=np.int64)
+    pts = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return np.ascontiguousarray(pts[:, :2], dtype=np.float64), np.array(sizes, dtype=np.int64)
+
+
 def _polygon(pts: np.ndarray) -> Any | None:
     import shapely
     from shapely.geometry import Polygon
@@ -716,8 +738,10 @@ def _cluster(els: list[_Element], tol: float) -> list[_Element]:
             continue
         import shapely
 
-        lo = np.array([el.points2d().min(axis=0) for el in group]) - tol
-        hi = np.array([el.points2d().max(axis=0) for el in group]) + tol
+        pts, sizes = _plan_points(group)
+        starts = np.cumsum(sizes) - sizes
+        lo = np.minimum.reduceat(pts, starts, axis=0) - tol
+        hi = np.maximum.reduceat(pts, starts, axis=0) + tol
         boxes = shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
         single = np.array([len(el.lines) + len(el.tris) == 1 for el in group])
         parent = list(range(len(group)))
