@@ -126,6 +126,28 @@ class _ChildTermination:
         pass
 
 
+def _started(task_status: Any) -> bool:
+    """Whether ``task_status.started()`` was called (anyio keeps it in ``_future``)."""
+    return bool(task_status._future.done())
+
+
+class _KnownFlow:
+    """The worker's client, except that ``read_flow`` answers with the flow already read
+    (the job configuration reads it; the worker read it alongside PENDING)."""
+
+    def __init__(self, client: Any, flow: Any) -> None:
+        self._client = client
+        self._flow = flow
+
+    async def read_flow(self, flow_id: Any) -> Any:
+        if flow_id == self._flow.id:
+            return self._flow
+        return await self._client.read_flow(flow_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 class _ChildStarter:
     """A Prefect ``ProcessStarter`` that runs the flow run in a warm child."""
 
@@ -306,15 +328,19 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
         self._kick = asyncio.Event()
 
         async def poller() -> None:
-            assert self._kick is not None
+            kick = self._kick
+            assert kick is not None
             while True:
-                await self._kick.wait()
-                self._kick.clear()
+                await kick.wait()
                 # The event can arrive a moment before the run is visible to the pool's
-                # query: when a poll finds nothing, look again shortly after.
+                # query: when a poll finds nothing, look again shortly after -- or at
+                # once when another kick comes in meanwhile (a run announced while this
+                # poller waits must not wait for the retry).
                 for delay in (0.0, 0.25, 1.0):
                     if delay:
-                        await asyncio.sleep(delay)
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(kick.wait(), delay)
+                    kick.clear()
                     try:
                         if await self.get_and_submit_flow_runs():
                             break
@@ -345,7 +371,10 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
             try:
                 async with get_events_subscriber(filter=event_filter) as subscriber:
                     backoff = 1.0
-                    async for _event in subscriber:
+                    async for event in subscriber:
+                        self._logger.debug("scheduled run %s announced, %.3f s after it "
+                                           "occurred", event.resource.id,
+                                           time.time() - event.occurred.timestamp())
                         self.poll_soon()
             except asyncio.CancelledError:
                 raise
@@ -354,6 +383,125 @@ class PreforkWorker(BaseWorker[PreforkJobConfiguration, PreforkVariables, Prefor
                                    exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
+
+    # ---------------------------------------------------------------- submission
+    async def _submit_run(self, flow_run: FlowRun) -> None:
+        """``BaseWorker._submit_run`` with its API round trips overlapped.
+
+        The stock path makes six calls one after the other before the run can start:
+        read the deployment, propose PENDING, read the deployment again and the flow
+        (job configuration), set the worker labels, propose "Submitting". Here the
+        deployment and flow reads go out together with the PENDING proposal (PENDING
+        still decides whether this worker may run it), the configuration uses what was
+        read, and the labels are set while "Submitting" is proposed: two round trips
+        instead of six (about 0.15 s per run measured here). The order of the run's
+        states (Pending, Submitting, Running) and every outcome of the stock path are
+        kept: a deleted deployment cancels the run, a refused PENDING releases the slot,
+        a failed submission crashes the run.
+        """
+        from prefect.exceptions import ObjectNotFound
+
+        run_logger = self.get_flow_run_logger(flow_run)
+        client = self.client
+        deployment_read = (asyncio.ensure_future(client.read_deployment(flow_run.deployment_id))
+                           if flow_run.deployment_id else None)
+        flow_read = asyncio.ensure_future(client.read_flow(flow_run.flow_id))
+        try:
+            ready = await self._propose_pending_state(flow_run)
+            deployment = None
+            if deployment_read is not None:
+                try:
+                    deployment = await deployment_read
+                except ObjectNotFound:
+                    self._logger.error(
+                        "Deployment %s no longer exists. Flow run %s will not be submitted "
+                        "for execution", flow_run.deployment_id, flow_run.id)
+                    await self._mark_flow_run_as_cancelled(flow_run, state_updates={
+                        "message": f"Deployment {flow_run.deployment_id} no longer exists, "
+                                   "cancelled run."})
+                    self._release_limit_slot(flow_run.id)
+                    return
+                except Exception as exc:  # noqa: BLE001 - read again while configuring
+                    self._logger.debug("deployment read failed (%s); retrying", exc)
+                    deployment = None
+            if not ready:
+                self._release_limit_slot(flow_run.id)
+                return
+            readiness = await self._runs_task_group.start(  # type: ignore[union-attr]
+                self._submit_prefetched, flow_run, deployment, flow_read)
+            if readiness and not isinstance(readiness, Exception):
+                try:
+                    await client.update_flow_run(flow_run_id=flow_run.id,
+                                                 infrastructure_pid=str(readiness))
+                except Exception:  # noqa: BLE001 - as in the stock worker
+                    run_logger.exception(
+                        "An error occurred while setting the `infrastructure_pid` on flow "
+                        f"run {flow_run.id!r}. The flow run will not be cancellable.")
+                run_logger.info(f"Flow run '{flow_run.name}' submitted to infrastructure")
+            else:
+                self._release_limit_slot(flow_run.id)
+        finally:
+            for pending in (deployment_read, flow_read):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+            self._submitting_flow_run_ids.discard(flow_run.id)
+            if self._cancelling_observer is not None:
+                self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
+
+    async def _submit_prefetched(self, flow_run: FlowRun, deployment: Any,
+                                 flow_read: asyncio.Future[Any],
+                                 task_status: anyio.abc.TaskStatus[Any] | None = None,
+                                 ) -> BaseWorkerResult | Exception:
+        """``BaseWorker._submit_run_and_capture_errors`` using the deployment and flow
+        read alongside the PENDING proposal."""
+        import copy
+
+        from prefect._internal.infrastructure_exit_codes import get_infrastructure_exit_info
+
+        run_logger = self.get_flow_run_logger(flow_run)
+        try:
+            flow = await flow_read
+            configuration = await self.job_configuration.resolve_for_flow_run(
+                flow_run, client=_KnownFlow(self.client, flow),  # type: ignore[arg-type]
+                work_pool=copy.deepcopy(self.work_pool), worker_name=self.name,
+                worker_id=self.backend_id, deployment=deployment)
+            submitted_event = self._emit_flow_run_submitted_event(configuration)
+            await asyncio.gather(self._give_worker_labels_to_flow_run(flow_run.id),
+                                 self._propose_submitting_state(flow_run))
+            result = await self.run(flow_run=flow_run, task_status=task_status,
+                                    configuration=configuration)
+        except Exception as exc:
+            if task_status and not _started(task_status):
+                run_logger.exception(
+                    f"Failed to submit flow run '{flow_run.name}' to infrastructure.")
+                task_status.started(exc)
+                await self._propose_crashed_state(
+                    flow_run, "Failed to submit flow run to infrastructure: "
+                              f"{type(exc).__name__}: {exc}")
+            else:
+                run_logger.exception(
+                    f"Lost connection to flow run '{flow_run.name}' infrastructure. The "
+                    "flow run's final state will be determined by the execution "
+                    "environment.")
+            return exc
+        finally:
+            self._release_limit_slot(flow_run.id)
+        if task_status and not _started(task_status):
+            run_logger.error(f"Infrastructure returned without reporting flow run "
+                             f"'{flow_run.id}' as started or raising an error.")
+            task_status.started(RuntimeError(
+                "Infrastructure returned without reporting flow run as started or raising "
+                "an error."))
+        if result.status_code != 0:
+            info = get_infrastructure_exit_info(result.status_code)
+            await self._propose_crashed_state(
+                flow_run, "Flow run infrastructure exited with non-zero status code "
+                          f"{result.status_code}. {info.explanation}")
+            if info.resolution:
+                run_logger.info(info.resolution)
+        if submitted_event:
+            self._emit_flow_run_executed_event(result, configuration, submitted_event)
+        return result
 
     # ---------------------------------------------------------------- runs
     def _release_limit_slot(self, flow_run_id: Any) -> None:

@@ -24,6 +24,7 @@ DEFAULT_PRELOAD = (
     "prefect.tasks",
     "prefect.deployments.steps",
     "flows.convert",
+    "flows.pdf",
     "flows.maintenance",
     "flows.sweep",
     "numpy.ma",
