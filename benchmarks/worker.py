@@ -49,9 +49,9 @@ async def create_deployments(pool: str) -> dict[str, object]:
     pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
     out = {}
     async with get_client() as client:
-        for key, flow_name, entry in (("double", "double", "tests/worker_flows.py:double"),
+        for key, flow_name, entry in (("double", "double", "tests.worker_flows:double"),
                                       ("convert", "convert-file",
-                                       "flows/convert.py:convert_file")):
+                                       "flows.convert:convert_file")):
             flow_id = await client.create_flow_from_name(flow_name)
             out[key] = await client.create_deployment(flow_id=flow_id, name=pool,
                                                       entrypoint=entry, work_pool_name=pool,
@@ -60,9 +60,9 @@ async def create_deployments(pool: str) -> dict[str, object]:
 
 
 async def run_batch(deployment_id, params: list[dict], concurrency: int, via: str,
-                    env: dict[str, str], deployment_name: str) -> list[tuple[float, float, str]]:
+                    env: dict[str, str], deployment_name: str) -> list[tuple[float, float, str, dict[str, float]]]:
     """Create len(params) runs keeping `concurrency` in flight; return
-    (created, completed, state) per run in server time (epoch seconds)."""
+    (created, completed, state, {state type: timestamp}) per run in server time (epoch seconds)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -104,13 +104,33 @@ async def run_batch(deployment_id, params: list[dict], concurrency: int, via: st
                     states = await client.read_flow_run_states(run.id)
                     final = [s for s in states if s.is_final()]
                     done = final[-1].timestamp.timestamp() if final else time.time()
-                    results.append((run.created.timestamp(), done, run.state.type.value))
+                    marks = {s.type.value: s.timestamp.timestamp() for s in states}
+                    results.append((run.created.timestamp(), done, run.state.type.value,
+                                    marks))
     return results
 
 
-def report(label: str, rows: list[tuple[float, float, str]]) -> dict[str, float]:
+STAGES = (("pickup", None, "PENDING"), ("start", "PENDING", "RUNNING"),
+          ("body", "RUNNING", "COMPLETED"))
+
+
+def stage_medians(rows: list) -> str:
+    """Median seconds per stage: created -> PENDING (the worker noticed the run and
+    took it), PENDING -> RUNNING (the child loaded the run and its flow), RUNNING ->
+    COMPLETED (the flow itself, with its task and result)."""
+    parts = []
+    for name, start, end in STAGES:
+        values = [m[end] - (created if start is None else m[start])
+                  for created, _, state, m in rows
+                  if state == "COMPLETED" and end in m and (start is None or start in m)]
+        if values:
+            parts.append(f"{name} {statistics.median(values):.2f}")
+    return "stages (median s): " + ", ".join(parts)
+
+
+def report(label: str, rows: list) -> dict[str, float]:
     ok = [r for r in rows if r[2] == "COMPLETED"]
-    lat = [done - created for created, done, _ in ok]
+    lat = [done - created for created, done, *_ in ok]
     span = max(r[1] for r in rows) - min(r[0] for r in rows)
     figures = {"p50": pct(lat, .5) if lat else float("nan"),
                "p95": pct(lat, .95) if lat else float("nan"),
@@ -119,6 +139,7 @@ def report(label: str, rows: list[tuple[float, float, str]]) -> dict[str, float]
     print(f"{label:<34} {len(ok):>3}/{len(rows):<3} p50 {figures['p50']:6.2f} s  "
           f"p95 {figures['p95']:6.2f} s  mean {figures['mean']:6.2f} s  "
           f"{figures['per_min']:7.1f} runs/min", flush=True)
+    print(f"{'':<38}{stage_medians(rows)}", flush=True)
     return figures
 
 
