@@ -101,6 +101,11 @@ class PipelineSettings(BaseSettings):
     gpu_pool: str = Field("cad-gpu", description="Work pool of the GPU deployments.")
     pdf_deployment: str = Field("convert-pdf/gpu", description="Deployment for PDF work on "
                                                                "the GPU pool.")
+    pdf_detect_batch_pages: int = Field(
+        8, ge=1, le=256,
+        description="Pages per detector call in the PDF flow's detect_symbols tasks; batches "
+                    "span chunk borders so a GPU stays busy. The default equals the reader's "
+                    "chunk, so the tasks batch exactly as the plain converter does.")
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.home / "store").resolve().as_uri()

@@ -36,6 +36,7 @@ __all__ = [
     "options_hash",
     "record_job_state",
     "result_prefix",
+    "store_result",
     "validate_source",
 ]
 
@@ -194,6 +195,21 @@ def convert_drawing(local_path: str, sha256: str, name: str, options: dict[str, 
     result = convert_path(local_path, opts, limits=limits)
     seconds = time.perf_counter() - t0
     progress("upload", 70.0)
+    manifest = store_result(store, keys, result, sha256, options, seconds)
+    progress("stored", 90.0)
+    logger.info("converted %s in %.2f s -> %s", name, seconds, manifest["result_uri"])
+    return {**manifest, "reused": False}
+
+
+def store_result(store: Any, keys: dict[str, str], result: Any, sha256: str,
+                 options: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    """Store a conversion's GLB and preview under ``keys`` (``glb``, ``png``,
+    ``manifest``), then its manifest -- last: its presence means the result is complete.
+
+    Returns:
+        The manifest: ``result_uri``, ``preview_uri``, ``manifest_uri``, provenance and
+        a ``summary`` of the conversion report.
+    """
     uris = {"result_uri": store.put_bytes(keys["glb"], result.glb, "model/gltf-binary"),
             "preview_uri": None}
     if result.preview is not None:
@@ -210,12 +226,9 @@ def convert_drawing(local_path: str, sha256: str, name: str, options: dict[str, 
     manifest = {**uris, "manifest_uri": store.key_url(keys["manifest"]),
                 "source_sha256": sha256, "converter_version": __version__,
                 "options_hash": options_hash(options), "summary": summary}
-    # the manifest goes last: its presence means the result is complete
     store.put_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode(),
                     "application/json")
-    progress("stored", 90.0)
-    logger.info("converted %s in %.2f s -> %s", name, seconds, uris["result_uri"])
-    return {**manifest, "reused": False}
+    return manifest
 
 
 @task(name="record_job_state", task_run_name="job {job_id} -> {status}")

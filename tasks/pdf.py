@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -41,7 +40,7 @@ from prefect import get_run_logger, task
 from cad2gltf import __version__
 from cad2gltf.errors import InternalError
 from cad2gltf.options import ConvertOptions
-from tasks.convert import _safe_stem, options_hash, result_prefix
+from tasks.convert import _safe_stem, options_hash, result_prefix, store_result
 
 __all__ = ["build_pdf_scene", "detect_batch_pages", "detect_symbols", "detection_batches",
            "extract_pdf_pages", "outputs_exist", "stored_result", "work_prefix"]
@@ -52,14 +51,12 @@ _CACHE_DAYS = 7
 
 
 def detect_batch_pages() -> int:
-    """Pages per detector call (``CAD2GLTF_PDF_DETECT_BATCH_PAGES``, default 8: the
-    reader's chunk, so the tasks batch the detector exactly as ``convert_path`` does)."""
-    from cad2gltf.pdf.reader import CHUNK
+    """Pages per detector call: ``PipelineSettings.pdf_detect_batch_pages``
+    (``CAD2GLTF_PDF_DETECT_BATCH_PAGES``, default 8: the reader's chunk, so the tasks
+    batch the detector exactly as ``convert_path`` does)."""
+    from blocks.settings import get_settings
 
-    try:
-        return max(1, int(os.environ.get("CAD2GLTF_PDF_DETECT_BATCH_PAGES", CHUNK)))
-    except ValueError:
-        return CHUNK
+    return get_settings().pdf_detect_batch_pages
 
 
 def _extract_hash(options: dict[str, Any] | None) -> str:
@@ -324,27 +321,9 @@ def build_pdf_scene(local_path: str, sha256: str, name: str, options: dict[str, 
         result = convert_path(local_path, opts, limits=limits, declared_type="pdf")
     seconds = time.perf_counter() - t0
     _progress(job_id, owner, "upload", 70.0)
-    uris = {"result_uri": store.put_bytes(keys["glb"], result.glb, "model/gltf-binary"),
-            "preview_uri": None}
-    if result.preview is not None:
-        uris["preview_uri"] = store.put_bytes(keys["png"], result.preview, "image/png")
-    report = result.report
-    summary = {
-        "file_type": report["file_type"], "units": report["units"],
-        "entities": report["stats"].get("entities"),
-        "nodes_by_category": report["nodes_by_category"],
-        "vertices": report["vertices"], "glb_bytes": report["glb_bytes"],
-        "warnings": report["warnings"][:20], "warning_count": len(report["warnings"]),
-        "seconds": round(seconds, 4), "timings": report["timings"],
-    }
-    manifest = {**uris, "manifest_uri": store.key_url(keys["manifest"]),
-                "source_sha256": sha256, "converter_version": __version__,
-                "options_hash": options_hash(options), "summary": summary}
-    # the manifest goes last: its presence means the result is complete
-    store.put_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode(),
-                    "application/json")
+    manifest = store_result(store, keys, result, sha256, options, seconds)
     _progress(job_id, owner, "stored", 90.0)
-    logger.info("built %s in %.2f s -> %s", name, seconds, uris["result_uri"])
+    logger.info("built %s in %.2f s -> %s", name, seconds, manifest["result_uri"])
     _remove_intermediates(store, chunks, detections)
     return {**manifest, "reused": False}
 
