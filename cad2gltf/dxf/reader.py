@@ -72,6 +72,8 @@ class _Compiled:
     seg_groups: list[tuple[str, Color, int, int]] | None = None
     others: list[tuple[str, str, Color, int, int, Any]] | None = None
     concrete_semantic: bool = False
+    # every op is a vertex chain on the INSERT's layer (door and window symbols)
+    inherited_chains: bool = False
 
 
 class _Ctx(NamedTuple):
@@ -918,6 +920,8 @@ class _Walker:
             chunks.append(pts)
             cursor += n
         compiled = _Compiled(ops, np.concatenate(chunks) if chunks else np.zeros((0, 3)))
+        compiled.inherited_chains = bool(ops) and all(
+            op[0] == "poly" and op[1] == _INHERIT and op[4] > op[3] for op in ops)
         self._prepare_segments(compiled)
         self._compiled[key] = compiled
         return compiled
@@ -967,6 +971,23 @@ class _Walker:
                      color: Color) -> None:
         """Place a compiled block: one matrix product, then resolve inherited properties."""
         ops = compiled.ops
+        if compiled.inherited_chains and self._rec is None and layer != _INHERIT:
+            layer_color, visible, category = self._layer(layer)
+            if category is not None and self.semantics.keeps_linework(category):
+                # a door/window symbol: all its chains go to one element, as
+                # _emit_polyline -> take_polyline would hand them over one by one
+                if not visible:
+                    return
+                pts = _xf(compiled.pts, m)
+                self._budget(2 * pts.shape[0])
+                key, _ = self._sink(layer, ctx)
+                chains = []
+                for _, _, op_color, a, b, closed in ops:
+                    col = (color if op_color == _BYBLOCK_C else
+                           layer_color if op_color == _BYLAYER_C else op_color)
+                    chains.append((pts[a:b], closed, col))
+                self.semantics.take_chains(key, chains)
+                return
         if (self._rec is None and not compiled.concrete_semantic and compiled.segs is not None
                 and (layer == _INHERIT or self._layer(layer)[2] is None)):
             # plain linework block: pre-split segments, one array per (layer, colour)

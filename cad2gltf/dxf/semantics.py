@@ -136,6 +136,19 @@ class SemanticCollector:
         self._element(key, color).lines.append((pts, closed, color))
         return True
 
+    @staticmethod
+    def keeps_linework(category: str) -> bool:
+        """Whether vertex chains of ``category`` become element linework as they are
+        (doors, windows, stairs ...; not walls and columns): :meth:`take_chains` applies."""
+        return category not in _EXTRUDED
+
+    def take_chains(self, key: str, chains: list[tuple[np.ndarray, bool, Color]]) -> None:
+        """The vertex chains ``(points, closed, colour)`` of one element at once: what
+        :meth:`take_polyline` does with each in turn for a :meth:`keeps_linework` category.
+        """
+        if chains:
+            self._element(key, chains[0][2]).lines.extend(chains)
+
     def take_triangles(self, category: str, key: str, pts: np.ndarray, idx: np.ndarray | None,
                        handle: str, color: Color) -> bool:
         """Offer triangles (SOLID, 3DFACE, wide polylines)."""
