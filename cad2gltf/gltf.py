@@ -234,8 +234,13 @@ class _Writer:
                 del t64
                 nrm = np.cross(e1, e2)
                 length = np.sqrt(np.einsum("ij,ij->i", nrm, nrm))
-                scale = np.maximum(np.maximum(np.abs(e1).max(axis=1), np.abs(e2).max(axis=1)),
-                                   1e-30)
+                # the largest |component| of both edges (column-wise maxima: numpy's
+                # reductions along a length-3 axis cost far more than three ufunc calls)
+                ae1, ae2 = np.abs(e1), np.abs(e2)
+                scale = np.maximum(np.maximum(np.maximum(ae1[:, 0], ae1[:, 1]), ae1[:, 2]),
+                                   np.maximum(np.maximum(ae2[:, 0], ae2[:, 1]), ae2[:, 2]))
+                np.maximum(scale, 1e-30, out=scale)
+                del ae1, ae2
                 del e1, e2, a, b, c
                 keep = (length > 1e-12 * scale * scale) & np.isfinite(length)
                 owner = np.repeat(np.arange(hi - lo), sizes)
@@ -283,7 +288,7 @@ class _Writer:
                 continue
             pts = self._yup32(np.concatenate([p for _, _, p in items]))
             sizes = np.array([p.shape[0] for _, _, p in items], dtype=np.int64)
-            finite = np.all(np.isfinite(pts), axis=1)
+            finite = np.isfinite(pts[:, 0]) & np.isfinite(pts[:, 1]) & np.isfinite(pts[:, 2])
             if mode == 1:
                 pair = finite[0::2] & finite[1::2]
                 finite = np.repeat(pair, 2)

@@ -88,7 +88,7 @@ def preview_png(scene: Scene, size: int = 768, margin: int = 16, *,
     for color in sorted(lines):
         segs = px(np.concatenate(lines[color])).reshape(-1, 2, 2)
         # a segment shorter than a pixel is drawn as that pixel
-        dot = np.all(segs[:, 0] == segs[:, 1], axis=1)
+        dot = (segs[:, 0, 0] == segs[:, 1, 0]) & (segs[:, 0, 1] == segs[:, 1, 1])
         if dot.any():
             q = segs[dot, 0]
             q = q[(q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)]
