@@ -26,6 +26,8 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 from uuid import UUID
@@ -191,44 +193,67 @@ def _flush_prefect_workers(timeout: float = 5.0) -> None:
         log.debug("event drain failed", exc_info=True)
 
 
-def _run_job(job: dict[str, Any]) -> tuple[int, bool]:
-    """Execute one job; return (exit code, whether the child must exit afterwards)."""
+def _run_job(job: dict[str, Any],
+             report: Callable[[int], bool] | None = None) -> tuple[int, bool, bool]:
+    """Execute one job; return (exit code, whether the child must exit afterwards,
+    whether ``report`` reached the worker).
+
+    ``report(code)`` is called as soon as the run is over, before this run's buffered logs
+    and events are flushed: the worker can pick up the next run meanwhile (its job waits
+    in the pipe until the flush is done).
+    """
     from prefect.exceptions import TerminationSignal
 
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     terminate = False
+    reported = True
     os.environ.clear()
     os.environ.update({k: v for k, v in job["env"].items() if v is not None})
     try:
-        if job.get("cwd"):
-            os.chdir(job["cwd"])
-        if os.environ.get("CAD2GLTF_WORKER_PROFILE_DIR"):
-            import cProfile
+        try:
+            if job.get("cwd"):
+                os.chdir(job["cwd"])
+            if os.environ.get("CAD2GLTF_WORKER_PROFILE_DIR"):
+                import cProfile
 
-            prof = cProfile.Profile()
-            code = prof.runcall(execute_flow_run, UUID(job["flow_run_id"]))
-            prof.dump_stats(os.path.join(os.environ["CAD2GLTF_WORKER_PROFILE_DIR"],
-                                         f"{job['flow_run_id']}.prof"))
-        else:
-            code = execute_flow_run(UUID(job["flow_run_id"]))
-    except TerminationSignal:
-        # cancelled (SIGTERM from the worker): the run is over and so is this child
-        code, terminate = 143, True
-    except BaseException as exc:  # noqa: BLE001 - a child never dies of a run's error
-        if isinstance(exc, KeyboardInterrupt):
-            terminate = True
-        traceback.print_exc()
-        code = 1
-    finally:
+                prof = cProfile.Profile()
+                code = prof.runcall(execute_flow_run, UUID(job["flow_run_id"]))
+                prof.dump_stats(os.path.join(os.environ["CAD2GLTF_WORKER_PROFILE_DIR"],
+                                             f"{job['flow_run_id']}.prof"))
+            else:
+                code = execute_flow_run(UUID(job["flow_run_id"]))
+        except TerminationSignal:
+            # cancelled (SIGTERM from the worker): the run is over and so is this child
+            code, terminate = 143, True
+        except BaseException as exc:  # noqa: BLE001 - a child never dies of a run's error
+            if isinstance(exc, KeyboardInterrupt):
+                terminate = True
+            traceback.print_exc()
+            code = 1
+        if report is not None:
+            reported = report(code)
         _flush_prefect_workers()
+    finally:
         os.environ.clear()
         os.environ.update(saved_env)
         try:
             os.chdir(saved_cwd)
         except OSError:
             pass
-    return code, terminate
+    return code, terminate, reported
+
+
+def _report_done(conn: Connection, code: int) -> bool:
+    """Tell the worker the run is over (exit code, resident memory); False when the
+    worker is gone."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        conn.send(("done", code, current_rss_bytes()))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def child_main(conn: Connection, index: int, warmup: tuple[str, ...],
@@ -264,14 +289,8 @@ def child_main(conn: Connection, index: int, warmup: tuple[str, ...],
             break
         if message[0] != "run":
             continue
-        code, terminate = _run_job(message[1])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            conn.send(("done", code, current_rss_bytes()))
-        except (OSError, ValueError):
-            break
-        if terminate:
+        code, terminate, reported = _run_job(message[1], partial(_report_done, conn))
+        if terminate or not reported:
             break
     conn.close()
     os._exit(0)  # skip atexit: the fork server's handlers are not ours
