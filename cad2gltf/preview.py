@@ -74,7 +74,8 @@ def preview_png(scene: Scene, size: int = 768, margin: int = 16, *,
             if solid:
                 # the plan footprint of tall things: their upward-facing triangles
                 a, b, c = tri[0::3], tri[1::3], tri[2::3]
-                up = np.cross(b - a, c - a)[:, 2] > 0
+                u, v = b - a, c - a
+                up = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0] > 0  # np.cross(u, v)[:, 2]
                 tri = np.stack([a[up], b[up], c[up]], axis=1).reshape(-1, 3)
             if tri.shape[0] == 0:
                 continue
