@@ -47,7 +47,9 @@ __all__ = [
     "cleanup_lock",
     "cleanup_markdown",
     "insert_baseline",
+    "calibrate",
     "is_regression",
+    "p95_change",
     "isolated_runtime",
     "meets_sla",
     "prepare_corpus",
@@ -379,16 +381,50 @@ def summarise(seconds: Sequence[float]) -> dict[str, float | int]:
             "throughput_per_min": 60.0 * len(values) / total if total > 0 else math.inf}
 
 
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def p95_change(p95: float, previous_p95: float | None, calibration: float | None = None,
+               previous_calibration: float | None = None) -> float | None:
+    """Fractional change of the p95 against the previous one, or None without a usable
+    previous value.
+
+    With both calibrations (seconds of the same reference workload, see
+    :func:`calibrate`), the p95s are compared in units of the machine's speed at the
+    time: ``(p95 / calibration) / (previous_p95 / previous_calibration) - 1``, so a
+    machine that is 30 % busier today does not look like a 30 % slower converter.
+    """
+    if not _usable(previous_p95):
+        return None
+    assert previous_p95 is not None
+    if _usable(calibration) and _usable(previous_calibration):
+        assert calibration is not None and previous_calibration is not None
+        return (p95 / calibration) / (previous_p95 / previous_calibration) - 1.0
+    return (p95 - previous_p95) / previous_p95
+
+
 def is_regression(p95: float, previous_p95: float | None,
-                  tolerance: float = REGRESSION_TOLERANCE) -> bool:
-    """True when ``p95`` is more than ``tolerance`` (a fraction) above the previous p95.
+                  tolerance: float = REGRESSION_TOLERANCE, calibration: float | None = None,
+                  previous_calibration: float | None = None) -> bool:
+    """True when ``p95`` is more than ``tolerance`` (a fraction) above the previous p95
+    (machine-normalised when both calibrations are known, see :func:`p95_change`).
 
     Exactly ``tolerance`` above is not a regression; without a usable previous value
     (None, 0, negative) there is nothing to regress from.
     """
-    if previous_p95 is None or not math.isfinite(previous_p95) or previous_p95 <= 0:
-        return False
-    return (p95 - previous_p95) / previous_p95 > tolerance + 1e-9
+    change = p95_change(p95, previous_p95, calibration, previous_calibration)
+    return change is not None and change > tolerance + 1e-9
+
+
+def calibrate(path: str) -> float:
+    """Seconds of the reference workload on this machine now: ``ezdxf.readfile`` of
+    ``path`` (the baseline's large DXF; pinned ezdxf, so the same work every week)."""
+    import ezdxf
+
+    t0 = time.perf_counter()
+    ezdxf.readfile(path)
+    return time.perf_counter() - t0
 
 
 def meets_sla(p95: float, sla_p95_seconds: float | None = SLA_P95_SECONDS) -> bool:
@@ -400,24 +436,29 @@ def baseline_row(size_label: str, stats: Mapping[str, Any],
                  previous: Mapping[str, Any] | None, *, taken_at: datetime, host: str,
                  converter_version: str, file_type: str = "dxf",
                  sla_p95_seconds: float | None = SLA_P95_SECONDS,
-                 tolerance: float = REGRESSION_TOLERANCE) -> dict[str, Any]:
+                 tolerance: float = REGRESSION_TOLERANCE,
+                 calibration_seconds: float | None = None) -> dict[str, Any]:
     """One ``perf_baselines`` row (without ``id``) from :func:`summarise`'s statistics
     and the previous row of the same file type and size (or None)."""
     previous_p95 = float(previous["p95"]) if previous else None
+    previous_cal = previous.get("calibration_seconds") if previous else None
     return {
         "taken_at": taken_at, "file_type": file_type, "size_label": size_label,
         "runs": int(stats["n"]), "p50": float(stats["p50"]), "p95": float(stats["p95"]),
         "p99": float(stats["p99"]), "throughput_per_min": float(stats["throughput_per_min"]),
         "converter_version": converter_version, "host": host,
         "sla_p95_seconds": sla_p95_seconds,
-        "regression": is_regression(float(stats["p95"]), previous_p95, tolerance),
+        "regression": is_regression(float(stats["p95"]), previous_p95, tolerance,
+                                    calibration_seconds, previous_cal),
         "previous_p95": previous_p95,
+        "calibration_seconds": calibration_seconds,
+        "previous_calibration_seconds": previous_cal,
     }
 
 
 _BASELINE_COLUMNS = ("id", "taken_at", "file_type", "size_label", "runs", "p50", "p95",
                      "p99", "throughput_per_min", "converter_version", "host",
-                     "sla_p95_seconds", "regression", "previous_p95")
+                     "sla_p95_seconds", "regression", "previous_p95", "calibration_seconds")
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -455,7 +496,7 @@ def insert_baseline(row: Mapping[str, Any], ledger: Any = None) -> int:
     rows = ledger.query(
         f"INSERT INTO perf_baselines ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)}) RETURNING id",
-        [row[c] for c in columns], write=True)
+        [row.get(c) if c == "calibration_seconds" else row[c] for c in columns], write=True)
     return int(rows[0][0])
 
 
@@ -571,7 +612,8 @@ async def timed_run(convert: Callable[[str], Awaitable[Mapping[str, Any]]], sour
 @task(name="store_baseline", task_run_name="store baseline {size_label}")
 def store_baseline(size_label: str, seconds: list[float], file_type: str = "dxf",
                    sla_p95_seconds: float | None = SLA_P95_SECONDS,
-                   tolerance: float = REGRESSION_TOLERANCE) -> dict[str, Any]:
+                   tolerance: float = REGRESSION_TOLERANCE,
+                   calibration_seconds: float | None = None) -> dict[str, Any]:
     """Summarise one size's run times, compare with the previous baseline of that size
     and insert the row.
 
@@ -588,19 +630,22 @@ def store_baseline(size_label: str, seconds: list[float], file_type: str = "dxf"
     row = baseline_row(size_label, stats, previous, taken_at=datetime.now(UTC),
                        host=socket.gethostname(), converter_version=__version__,
                        file_type=file_type, sla_p95_seconds=sla_p95_seconds,
-                       tolerance=tolerance)
+                       tolerance=tolerance, calibration_seconds=calibration_seconds)
     row_id = insert_baseline(row, ledger)
     prev = row["previous_p95"]
     out = {"id": row_id, **row, "taken_at": row["taken_at"].isoformat(),
            "sla_ok": meets_sla(row["p95"], sla_p95_seconds), "mean": stats["mean"],
-           "change": (row["p95"] - prev) / prev if prev else None}
+           "change": p95_change(row["p95"], prev, calibration_seconds,
+                                row["previous_calibration_seconds"])}
     logger = get_run_logger()
     if not out["sla_ok"]:
         logger.warning("%s %s: p95 %.2f s misses the SLA (< %g s)", file_type, size_label,
                        row["p95"], sla_p95_seconds)
     if row["regression"]:
-        logger.warning("%s %s: p95 %.3f s is %.0f%% above the previous %.3f s", file_type,
-                       size_label, row["p95"], 100 * out["change"], prev)
+        logger.warning("%s %s: p95 %.3f s is %.0f%% above the previous %.3f s%s", file_type,
+                       size_label, row["p95"], 100 * out["change"], prev,
+                       " (machine-normalised)" if calibration_seconds and
+                       row["previous_calibration_seconds"] else "")
     return out
 
 
@@ -641,16 +686,21 @@ def baseline_markdown(rows: Sequence[Mapping[str, Any]], chart_png: bytes | None
     """The ``performance-baseline`` artifact: the table and the chart (a data URI)."""
     host = rows[0]["host"] if rows else "?"
     version = rows[0]["converter_version"] if rows else "?"
+    calibration = rows[0].get("calibration_seconds") if rows else None
+    cal = f": {calibration:.3f} s this time" if calibration else ""
     lines = [f"# Performance baseline ({version} on {host})", "",
              f"End-to-end `convert-file` runs against a fresh home each (file store, "
              f"SQLite ledger). SLA: DXF p95 < {sla_p95_seconds:g} s, PDF p95 < "
              f"{PDF_SLA_P95_SECONDS:g} s unless the row says otherwise; regression: p95 more "
-             f"than {100 * tolerance:.0f} % above the previous baseline of the size.", "",
+             f"than {100 * tolerance:.0f} % above the previous baseline of the size, in "
+             f"units of the machine's speed when both baselines have a calibration "
+             f"(`ezdxf.readfile` of the large DXF{cal}).", "",
              "| type | size | runs | p50 s | p95 s | p99 s | files/min | previous p95 s | "
              "change | SLA | regression |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         prev = r.get("previous_p95")
-        change = (r["p95"] - prev) / prev if prev else None
+        change = p95_change(r["p95"], prev, r.get("calibration_seconds"),
+                            r.get("previous_calibration_seconds"))
         sla = r.get("sla_p95_seconds", sla_p95_seconds)
         lines.append(
             f"| {r.get('file_type', 'dxf')} | {r['size_label']} | {r['runs']} | "

@@ -23,7 +23,9 @@ from tasks.maintenance import (
     baseline_markdown,
     baseline_row,
     insert_baseline,
+    calibrate,
     is_regression,
+    p95_change,
     meets_sla,
     previous_baseline,
     retention_cutoffs,
@@ -152,6 +154,31 @@ def test_is_regression(p95, previous, tolerance, expected):
     assert is_regression(p95, previous, tolerance) is expected
 
 
+@pytest.mark.parametrize(("p95", "cal", "previous", "prev_cal", "expected"), [
+    (1.30, 1.30, 1.0, 1.0, False),   # 30 % slower, but the machine was 30 % slower too
+    (1.30, 1.00, 1.0, 1.0, True),    # same machine speed: a real 30 % regression
+    (1.00, 0.70, 1.0, 1.0, True),    # same seconds on a 30 % faster machine: regressed
+    (1.30, None, 1.0, 1.0, True),    # no calibration today: raw seconds
+    (1.30, 1.30, 1.0, None, True),   # previous row from before calibration: raw seconds
+    (1.30, 1.30, 1.0, 0.0, True),    # unusable calibration: raw seconds
+])
+def test_is_regression_in_units_of_machine_speed(p95, cal, previous, prev_cal, expected):
+    assert is_regression(p95, previous, 0.10, cal, prev_cal) is expected
+    change = p95_change(p95, previous, cal, prev_cal)
+    assert (change > 0.10) is expected
+
+
+def test_calibrate_times_the_reference_workload(tmp_path):
+    from cad2gltf.synth.floorplan import generate_floorplan, write_floorplan
+
+    path = tmp_path / "ref.dxf"
+    write_floorplan(generate_floorplan(seed=1, rooms_x=2, rooms_y=1), path)
+    seconds = calibrate(str(path))
+    assert 0 < seconds < 30
+    with pytest.raises(OSError):
+        calibrate(str(tmp_path / "missing.dxf"))
+
+
 def test_baseline_row_and_sla():
     taken = datetime(2026, 5, 1, tzinfo=UTC)
     stats = summarise([4.0, 4.5, 5.5])
@@ -192,6 +219,17 @@ def test_ledger_query_and_baseline_rows(backend, request, tmp_path):
         got = previous_baseline("dxf", "small", led)
         assert got["id"] == id2 and got["taken_at"] == t1 + timedelta(hours=1)
         assert got["regression"] is True and got["previous_p95"] == pytest.approx(first["p95"])
+        assert got["calibration_seconds"] is None  # rows without a calibration stay valid
+        third = baseline_row("small", summarise([3.3]), got, taken_at=t1 + timedelta(hours=2),
+                             host="h", converter_version="v", calibration_seconds=0.8)
+        insert_baseline(third, led)
+        fourth = baseline_row("small", summarise([3.9]), previous_baseline("dxf", "small", led),
+                              taken_at=t1 + timedelta(hours=3), host="h", converter_version="v",
+                              calibration_seconds=1.0)
+        assert fourth["previous_calibration_seconds"] == pytest.approx(0.8)
+        assert fourth["regression"] is False  # 18 % more seconds, 5.5 % faster per machine speed
+        insert_baseline(fourth, led)
+        assert previous_baseline("dxf", "small", led)["calibration_seconds"] == pytest.approx(1.0)
         assert previous_baseline("dxf", "large", led) is None
         assert led.query("SELECT count(*) FROM perf_baselines WHERE taken_at < ?",
                          [t1 + timedelta(minutes=1)]) == [(1,)]
@@ -428,7 +466,11 @@ def test_performance_baseline_stores_compares_and_reports(env):
     for r in again:
         assert r["previous_p95"] == pytest.approx(
             by_size[(r["file_type"], r["size_label"])]["p95"])
-        assert r["regression"] is is_regression(r["p95"], r["previous_p95"], 0.10)
+        # regressions are judged in units of the machine's speed (calibrated runs)
+        assert r["calibration_seconds"] > 0 and r["previous_calibration_seconds"] > 0
+        assert r["regression"] is is_regression(r["p95"], r["previous_p95"], 0.10,
+                                                r["calibration_seconds"],
+                                                r["previous_calibration_seconds"])
     stored = _pg_exec(env.dsn, "SELECT size_label, previous_p95, regression FROM "
                                "perf_baselines ORDER BY id")
     assert len(stored) == 12 and all(p is not None for _, p, _ in stored[6:])
