@@ -681,7 +681,8 @@ class _Walker:
         # than has_width / has_arc / get_points, which loop over it in Python
         v = np.asarray(e.lwpoints.values, dtype=np.float64).reshape(-1, 5)
         # start width, end width, bulge: any non-zero (NaN counts), in one reduction
-        start_w, end_w, bulge = v[:, 2:5].any(axis=0).tolist()
+        flags: list[bool] = v[:, 2:5].any(axis=0).tolist()  # type: ignore[assignment]
+        start_w, end_w, bulge = flags
         if "const_width" in attrs:
             has_width = attrs["const_width"] != 0.0
         else:
@@ -971,9 +972,11 @@ class _Walker:
                      color: Color) -> None:
         """Place a compiled block: one matrix product, then resolve inherited properties."""
         ops = compiled.ops
-        if compiled.inherited_chains and self._rec is None and layer != _INHERIT:
+        sem = self.semantics
+        if compiled.inherited_chains and self._rec is None and layer != _INHERIT \
+                and sem is not None:
             layer_color, visible, category = self._layer(layer)
-            if category is not None and self.semantics.keeps_linework(category):
+            if category is not None and sem.keeps_linework(category):
                 # a door/window symbol: all its chains go to one element, as
                 # _emit_polyline -> take_polyline would hand them over one by one
                 if not visible:
@@ -986,7 +989,7 @@ class _Walker:
                     col = (color if op_color == _BYBLOCK_C else
                            layer_color if op_color == _BYLAYER_C else op_color)
                     chains.append((pts[a:b], closed, col))
-                self.semantics.take_chains(key, chains)
+                sem.take_chains(key, chains)
                 return
         if (self._rec is None and not compiled.concrete_semantic and compiled.segs is not None
                 and (layer == _INHERIT or self._layer(layer)[2] is None)):

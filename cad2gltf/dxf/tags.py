@@ -15,8 +15,9 @@ exactly ezdxf's own errors and recover mode.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["FastPathError", "fast_readfile"]
 
@@ -48,8 +49,14 @@ def _lines(stream: Any) -> Iterator[list[str]]:
 
 def _tags(stream: Any) -> Iterator[Any]:
     """``tag_compiler(ascii_tags_loader(stream))`` in one loop (see the module doc)."""
-    from ezdxf.lldxf.types import (BINARY_DATA, POINT_CODES, TYPE_TABLE, DXFBinaryTag,
-                                   DXFTag, DXFVertex)
+    from ezdxf.lldxf.types import (
+        BINARY_DATA,
+        POINT_CODES,
+        TYPE_TABLE,
+        DXFBinaryTag,
+        DXFTag,
+        DXFVertex,
+    )
 
     type_get = TYPE_TABLE.get
     point_codes = POINT_CODES
@@ -130,7 +137,7 @@ def fast_readfile(path: str | Path) -> Any:
     if is_binary_dxf_file(filename) or not is_dxf_file(filename):
         raise FastPathError("not an ASCII DXF file")
     info = dxf_file_info(filename)
-    with open(filename, mode="rt", encoding=info.encoding, errors="surrogateescape") as fp:
+    with open(filename, encoding=info.encoding, errors="surrogateescape") as fp:
         doc = Drawing.from_tags(_tags(fp))
     doc.filename = filename
     return doc
