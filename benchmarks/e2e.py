@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.local import LocalPrefect  # noqa: E402
+from deployments.local import LocalPrefect, drop_schema, pipeline_env  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -93,24 +93,12 @@ def main() -> int:
     from cad2gltf.synth.floorplan import generate_floorplan, write_floorplan
 
     tmp = Path(tempfile.mkdtemp(prefix="cad2gltf-e2e-"))
-    tag = uuid.uuid4().hex[:8]
-    schema = f"e2e_{tag}"
-    import psycopg2
-
-    with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c, c.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
     for k in [k for k in os.environ if k.startswith("CAD2GLTF_")]:
         os.environ.pop(k)
     env = {
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
-        "CAD2GLTF_HOME": str(tmp / "home"),
-        "CAD2GLTF_STORAGE_URL": (tmp / "store").as_uri(),
-        "CAD2GLTF_LEDGER_DSN": f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}",
-        "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
-        "CAD2GLTF_AMQP_EXCHANGE": f"e2e-{tag}", "CAD2GLTF_AMQP_QUEUE": f"e2e-{tag}.q",
-        "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"e2e-{tag}.dlx",
-        "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
+        **pipeline_env(tmp, "e2e"),
     }
     stack = LocalPrefect(tmp, env, database=args.server_db)
     try:
@@ -198,9 +186,7 @@ def main() -> int:
         c = connect(env["CAD2GLTF_AMQP_URL"])
         delete_topology(c.channel(), PipelineSettings())  # os.environ holds this run's names
         c.close()
-        with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c2, \
-                c2.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        drop_schema(env["CAD2GLTF_LEDGER_DSN"])
 
 
 

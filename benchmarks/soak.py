@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.local import LocalPrefect  # noqa: E402
+from deployments.local import LocalPrefect, drop_schema, pipeline_env  # noqa: E402
 
 
 def rss_mb(pid: int, with_children: bool = False) -> float:
@@ -65,23 +65,11 @@ def main() -> int:
     from tasks.messages import ConversionRequest
 
     tmp = Path(tempfile.mkdtemp(prefix="cad2gltf-soak-"))
-    tag = uuid.uuid4().hex[:8]
-    schema = f"soak_{tag}"
-    import psycopg2
-
-    with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c, c.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
     for k in [k for k in os.environ if k.startswith("CAD2GLTF_")]:
         os.environ.pop(k)
     env = {
         "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-        "CAD2GLTF_HOME": str(tmp / "home"), "CAD2GLTF_STORAGE_URL": (tmp / "store").as_uri(),
-        "CAD2GLTF_LEDGER_DSN": "postgresql://postgres@127.0.0.1:5432/test?options="
-                               f"-csearch_path%3D{schema}",
-        "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
-        "CAD2GLTF_AMQP_EXCHANGE": f"soak-{tag}", "CAD2GLTF_AMQP_QUEUE": f"soak-{tag}.q",
-        "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"soak-{tag}.dlx",
-        "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"soak-{tag}.dlq",
+        **pipeline_env(tmp, "soak"),
     }
     stack = LocalPrefect(tmp, env, database="postgres")
     samples: list[tuple[float, float, float, int, int, int]] = []
@@ -156,9 +144,7 @@ def main() -> int:
         c = connect(env["CAD2GLTF_AMQP_URL"])
         delete_topology(c.channel(), PipelineSettings())
         c.close()
-        with psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test") as c2, \
-                c2.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        drop_schema(env["CAD2GLTF_LEDGER_DSN"])
 
 
 if __name__ == "__main__":

@@ -24,9 +24,71 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalPrefect", "free_port", "wait_http"]
+__all__ = ["LocalPrefect", "amqp_names", "drop_schema", "free_port", "fresh_schema_dsn", "pipeline_env",
+           "wait_http"]
 
 REPO = Path(__file__).resolve().parent.parent
+LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def fresh_schema_dsn(pg_dsn: str = LOCAL_PG_DSN, prefix: str = "t") -> str:
+    """A DSN whose search_path is a new, empty schema of ``pg_dsn``'s database (a ledger
+    of its own for one test or benchmark run)."""
+    import uuid
+    from urllib.parse import urlencode, urlsplit
+
+    import psycopg2
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(pg_dsn, connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+    conn.close()
+    parts = urlsplit(pg_dsn)
+    return parts._replace(query=urlencode({"options": f"-csearch_path={schema}"})).geturl()
+
+
+def drop_schema(dsn: str) -> None:
+    """Drop the schema a :func:`fresh_schema_dsn` DSN points at (with its tables)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(dsn)
+    options = parse_qs(parts.query).get("options", [""])[0]
+    schema = options.partition("search_path=")[2].split()[0] if "search_path=" in options \
+        else ""
+    if not schema.replace("_", "").isalnum():
+        raise ValueError(f"not a fresh-schema DSN: {dsn!r}")
+    conn = psycopg2.connect(parts._replace(query="").geturl(), connect_timeout=5)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    conn.close()
+
+
+def amqp_names(prefix: str, tag: str | None = None) -> dict[str, str]:
+    """RabbitMQ exchange and queue names of their own (``CAD2GLTF_AMQP_*``), so that runs
+    on the shared local broker never see each other's messages."""
+    import uuid
+
+    tag = tag or uuid.uuid4().hex[:8]
+    return {"CAD2GLTF_AMQP_EXCHANGE": f"{prefix}-{tag}",
+            "CAD2GLTF_AMQP_QUEUE": f"{prefix}-{tag}.q",
+            "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"{prefix}-{tag}.dlx",
+            "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"{prefix}-{tag}.dlq"}
+
+
+def pipeline_env(tmp: Path, prefix: str, pg_dsn: str = LOCAL_PG_DSN) -> dict[str, str]:
+    """The pipeline's environment for one run of a test or benchmark: home and file
+    store under ``tmp``, a fresh ledger schema on the local PostgreSQL, own AMQP names on
+    the local RabbitMQ."""
+    return {"CAD2GLTF_HOME": str(tmp / "home"),
+            "CAD2GLTF_STORAGE_URL": (tmp / "store").as_uri(),
+            "CAD2GLTF_LEDGER_DSN": fresh_schema_dsn(pg_dsn, prefix),
+            "CAD2GLTF_AMQP_URL": LOCAL_AMQP_URL, **amqp_names(prefix)}
 
 
 def free_port() -> int:

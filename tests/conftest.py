@@ -126,18 +126,15 @@ def flaky_proxy(moto_s3):
 def broker(monkeypatch):
     """A channel to the real RabbitMQ on 127.0.0.1 with this test's own exchange and
     queue names (deleted afterwards); fails, never skips, when RabbitMQ is down."""
-    import uuid
 
+    from deployments.local import LOCAL_AMQP_URL, amqp_names
     from tasks.amqp import connect
     from tasks.runtime import reset_runtime
 
-    tag = uuid.uuid4().hex[:8]
-    names = {"CAD2GLTF_AMQP_EXCHANGE": f"t-{tag}", "CAD2GLTF_AMQP_QUEUE": f"t-{tag}.convert",
-             "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"t-{tag}.dlx",
-             "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"t-{tag}.dlq"}
+    names = amqp_names("t")
     for k, v in names.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("CAD2GLTF_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    monkeypatch.setenv("CAD2GLTF_AMQP_URL", LOCAL_AMQP_URL)
     reset_runtime()
     try:
         conn = connect()
@@ -156,19 +153,9 @@ def broker(monkeypatch):
 
 def fresh_schema_dsn(pg_dsn: str, prefix: str = "t") -> str:
     """A DSN whose search_path is a new, empty schema of the test database."""
-    import uuid
-    from urllib.parse import urlencode, urlsplit
+    from deployments.local import fresh_schema_dsn as make
 
-    import psycopg2
-
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(pg_dsn, connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    conn.close()
-    parts = urlsplit(pg_dsn)
-    return parts._replace(query=urlencode({"options": f"-csearch_path={schema}"})).geturl()
+    return make(pg_dsn, prefix)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from cad2gltf.synth.floorplan import encode_floorplan, generate_floorplan
-from deployments.local import REPO, LocalPrefect
+from deployments.local import LOCAL_AMQP_URL, REPO, LocalPrefect, amqp_names
 from tests.gltf_validator import assert_valid_glb
 
 
@@ -124,11 +124,7 @@ def test_rabbitmq_request_end_to_end(stack, tmp_path, callback_server):
     import json
 
     env = dict(stack["env"])
-    tag = uuid.uuid4().hex[:8]
-    env.update({"CAD2GLTF_AMQP_EXCHANGE": f"e2e-{tag}", "CAD2GLTF_AMQP_QUEUE": f"e2e-{tag}.q",
-                "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"e2e-{tag}.dlx",
-                "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"e2e-{tag}.dlq",
-                "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F"})
+    env.update({**amqp_names("e2e"), "CAD2GLTF_AMQP_URL": LOCAL_AMQP_URL})
     received = callback_server.received
     drawing = tmp_path / "queued.dxf"
     drawing.write_bytes(encode_floorplan(generate_floorplan(seed=9, rooms_x=2, rooms_y=1)))

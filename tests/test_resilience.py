@@ -26,8 +26,7 @@ from pathlib import Path
 import pytest
 
 from cad2gltf.synth.floorplan import generate_floorplan, write_floorplan
-from deployments.local import REPO, LocalPrefect
-from tests.conftest import fresh_schema_dsn
+from deployments.local import REPO, LocalPrefect, pipeline_env
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -35,15 +34,8 @@ pytestmark = pytest.mark.timeout(1200)
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, pg_dsn):
     tmp = tmp_path_factory.mktemp("resilience")
-    tag = uuid.uuid4().hex[:8]
     env = {
-        "CAD2GLTF_HOME": str(tmp / "home"),
-        "CAD2GLTF_STORAGE_URL": (tmp / "store").as_uri(),
-        "CAD2GLTF_LEDGER_DSN": fresh_schema_dsn(pg_dsn, "res"),
-        "CAD2GLTF_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
-        "CAD2GLTF_AMQP_EXCHANGE": f"res-{tag}", "CAD2GLTF_AMQP_QUEUE": f"res-{tag}.q",
-        "CAD2GLTF_AMQP_DEAD_LETTER_EXCHANGE": f"res-{tag}.dlx",
-        "CAD2GLTF_AMQP_DEAD_LETTER_QUEUE": f"res-{tag}.dlq",
+        **pipeline_env(tmp, "res", pg_dsn),
         "CAD2GLTF_LISTENER_BACKOFF_MAX_SECONDS": "2",
         "CAD2GLTF_RETRY_BACKOFF_SECONDS": "0.1",
         "CAD2GLTF_WORKER_CHILDREN": "2",
