@@ -36,6 +36,7 @@ __all__ = [
     "options_hash",
     "record_job_state",
     "result_prefix",
+    "store_id",
     "store_result",
     "validate_source",
 ]
@@ -140,15 +141,19 @@ def download_source(source_uri: str, declared_type: str | None = None) -> dict[s
     return {**info, "local_path": str(local), "sha256": digest.hexdigest(), "size": size}
 
 
-def _convert_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Content (sha256) + converter version + options + where results are stored: the
-    same request against another store must not reuse a record pointing elsewhere."""
+def store_id() -> str:
+    """Short hash of where results are stored, part of every cache key: the same request
+    against another store must not reuse a record pointing elsewhere."""
     from blocks.settings import get_settings
     from tasks.runtime import get_store
 
-    store_id = hashlib.sha256(get_store(get_settings()).base_url.encode()).hexdigest()[:12]
+    return hashlib.sha256(get_store(get_settings()).base_url.encode()).hexdigest()[:12]
+
+
+def _convert_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Content (sha256) + converter version + options + where results are stored."""
     return (f"cad2gltf-convert-{parameters['sha256']}-{__version__}-"
-            f"{options_hash(parameters.get('options'))}-{store_id}")
+            f"{options_hash(parameters.get('options'))}-{store_id()}")
 
 
 @task(name="convert_drawing", task_run_name="convert {name}",

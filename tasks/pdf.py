@@ -40,7 +40,7 @@ from prefect import get_run_logger, task
 from cad2gltf import __version__
 from cad2gltf.errors import InternalError
 from cad2gltf.options import ConvertOptions
-from tasks.convert import _safe_stem, options_hash, result_prefix, store_result
+from tasks.convert import _safe_stem, options_hash, result_prefix, store_id, store_result
 
 __all__ = ["build_pdf_scene", "detect_batch_pages", "detect_symbols", "detection_batches",
            "extract_pdf_pages", "outputs_exist", "stored_result", "work_prefix"]
@@ -80,31 +80,24 @@ def _result_keys(sha256: str, name: str, options: dict[str, Any] | None) -> dict
             "manifest": f"{prefix}/manifest.json"}
 
 
-def _store_id() -> str:
-    from blocks.settings import get_settings
-    from tasks.runtime import get_store
-
-    return hashlib.sha256(get_store(get_settings()).base_url.encode()).hexdigest()[:12]
-
-
 def _pages_hash(pages: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, pages)).encode()).hexdigest()[:12]
 
 
 def _extract_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return (f"cad2gltf-pdf-extract-{parameters['sha256']}-{__version__}-"
-            f"{_extract_hash(parameters.get('options'))}-c{parameters['chunk']}-{_store_id()}")
+            f"{_extract_hash(parameters.get('options'))}-c{parameters['chunk']}-{store_id()}")
 
 
 def _detect_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     pages = [p["index"] for p in parameters["pages"]]
     return (f"cad2gltf-pdf-detect-{parameters['sha256']}-{__version__}-"
-            f"{_extract_hash(parameters.get('options'))}-{_pages_hash(pages)}-{_store_id()}")
+            f"{_extract_hash(parameters.get('options'))}-{_pages_hash(pages)}-{store_id()}")
 
 
 def _build_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return (f"cad2gltf-pdf-build-{parameters['sha256']}-{__version__}-"
-            f"{options_hash(parameters.get('options'))}-{_store_id()}")
+            f"{options_hash(parameters.get('options'))}-{store_id()}")
 
 
 def _read_json(key: str) -> dict[str, Any]:
