@@ -1,4 +1,5 @@
-"""What a person sees of a run in the Prefect UI: a markdown summary and the preview."""
+"""What a person sees of a run in the Prefect UI: one markdown artifact with the
+summary of the conversion and its preview image."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import base64
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import acreate_image_artifact, acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
-__all__ = ["artifact_key", "publish_artifacts", "summary_markdown"]
+__all__ = ["artifact_key", "preview_markdown", "publish_artifacts", "summary_markdown"]
 
 _MAX_INLINE_PNG = 400 * 1024
 
@@ -54,43 +55,36 @@ def summary_markdown(job_id: str, source_uri: str, src: dict[str, Any], sha256: 
 """
 
 
+def preview_markdown(png: bytes | None, preview_uri: str | None) -> str:
+    """The preview section of the summary: the PNG inline (a data URI, so the Prefect UI
+    shows it without access to the store), or where it is when it is too large."""
+    if not preview_uri:
+        return "## Preview\n\nnone (the drawing has no plan view)\n"
+    if png is None or len(png) > _MAX_INLINE_PNG:
+        return f"## Preview\n\n`{preview_uri}` (too large to show inline)\n"
+    return ("## Preview\n\n![plan preview](data:image/png;base64,"
+            f"{base64.b64encode(png).decode()})\n")
+
+
 async def publish_artifacts(job_id: str, source_uri: str, src: dict[str, Any], sha256: str,
                             opt_hash: str, result: dict[str, Any]) -> None:
-    """Create the summary and preview artifacts of a run, concurrently (best effort,
-    never raises)."""
-    import asyncio
-
+    """Publish the run's artifact: one markdown document with the summary and the preview
+    image (one API call, not one per part). Best effort: never raises."""
     logger = get_run_logger()
-    key = artifact_key(job_id)
-
-    async def summary() -> None:
-        try:
-            await acreate_markdown_artifact(
-                markdown=summary_markdown(job_id, source_uri, src, sha256, opt_hash, result),
-                key=key, description=f"conversion of {src.get('name', source_uri)}")
-        except Exception as exc:  # noqa: BLE001 - an artifact never fails a conversion
-            logger.warning("summary artifact not created: %s", exc)
-
-    async def preview() -> None:
-        uri = result.get("preview_uri")
-        if not uri:
-            return
-        try:
+    png = None
+    uri = result.get("preview_uri")
+    try:
+        if uri:
             from tasks.runtime import get_store
 
-            store = get_store()
-            url = store.public_url(uri) if hasattr(store, "public_url") else None
-            if url and url.startswith(("http://", "https://")):
-                await acreate_image_artifact(image_url=url, key=f"{key}-preview",
-                                             description="plan preview")
-            else:
-                png = store.read_head(uri, _MAX_INLINE_PNG + 1)
-                if len(png) <= _MAX_INLINE_PNG:
-                    data = base64.b64encode(png).decode()
-                    await acreate_markdown_artifact(
-                        markdown=f"![preview](data:image/png;base64,{data})",
-                        key=f"{key}-preview", description="plan preview")
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("preview artifact not created: %s", exc)
-
-    await asyncio.gather(summary(), preview())
+            png = get_store().read_head(uri, _MAX_INLINE_PNG + 1)
+    except Exception as exc:  # noqa: BLE001 - the summary still goes out without it
+        logger.warning("preview %s not read for the artifact: %s", uri, exc)
+    markdown = (summary_markdown(job_id, source_uri, src, sha256, opt_hash, result)
+                + "\n" + preview_markdown(png, uri))
+    try:
+        await acreate_markdown_artifact(
+            markdown=markdown, key=artifact_key(job_id),
+            description=f"conversion of {src.get('name', source_uri)}")
+    except Exception as exc:  # noqa: BLE001 - an artifact never fails a conversion
+        logger.warning("summary artifact not created: %s", exc)

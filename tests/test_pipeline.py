@@ -9,6 +9,7 @@ for transient errors, two concurrent runs of one job, callbacks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 
 import pytest
@@ -138,18 +139,19 @@ def test_convert_file_stores_result_and_records_job(pipeline):
 
     async def artifacts():
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
         async with get_client() as client:
-            return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
-                    artifact_key(out["job_id"]), artifact_key(out["job_id"]) + "-preview"])))
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[out["flow_run_id"]])))
 
+    # one artifact per run (one API call): the summary with the preview image inline
     arts = _run(artifacts())
-    assert {a.key for a in arts} == {artifact_key(out["job_id"]),
-                                     artifact_key(out["job_id"]) + "-preview"}
-    summary = next(a for a in arts if a.key == artifact_key(out["job_id"]))
-    assert "wall" in summary.data and out["result_uri"] in summary.data
+    assert [a.key for a in arts] == [artifact_key(out["job_id"])]
+    summary = arts[0].data
+    assert "wall" in summary and out["result_uri"] in summary
+    png = pipeline.fetch(out["preview_uri"])
+    assert f"(data:image/png;base64,{base64.b64encode(png).decode()})" in summary
 
 
 def test_second_request_does_no_conversion_work(pipeline):
