@@ -30,8 +30,8 @@ from tasks.convert import (
     idempotency_key,
     notify_callback,
     options_hash,
-    record_job_state,
 )
+from tasks.retry import aretry_transient
 
 __all__ = ["convert_dxf", "convert_file", "convert_pdf"]
 
@@ -185,9 +185,13 @@ async def _claim(ledger: Any, job: Any, owner: str, fields: dict[str, Any]) -> b
     from tasks.ledger import JobStatus, TransitionRefused
 
     # the claim is the flow's own decision (take the job or stand down), so it is a direct
-    # ledger call rather than a task run: one API round trip less per file
+    # ledger call rather than a task run (one task run less per file), retried on
+    # transient errors like a task; RUNNING -> RUNNING by the same owner is allowed, so a
+    # retry after a commit whose answer was lost takes the job again
     try:
-        ledger.transition(job.job_id, JobStatus.RUNNING, owner=owner, **fields)
+        await aretry_transient(
+            lambda: ledger.transition(job.job_id, JobStatus.RUNNING, owner=owner, **fields),
+            what=f"claiming job {job.job_id}")
         return True
     except TransitionRefused:
         pass
@@ -206,6 +210,27 @@ async def _claim(ledger: Any, job: Any, owner: str, fields: dict[str, Any]) -> b
         return True
     except TransitionRefused:
         return False
+
+
+async def _record_success(ledger: Any, job_id: str, owner: str,
+                          result: dict[str, Any]) -> None:
+    """Mark the job SUCCESS with its result; a direct ledger call retried on transient
+    errors (the final decision of the flow, like the claim: no task run for it)."""
+    from tasks.ledger import JobStatus, TransitionRefused
+
+    fields = {"stage": "done", "progress": 100.0, "result_uri": result["result_uri"],
+              "preview_uri": result.get("preview_uri")}
+    try:
+        await aretry_transient(
+            lambda: ledger.transition(job_id, JobStatus.SUCCESS, owner=owner, **fields),
+            what=f"recording job {job_id} SUCCESS")
+    except TransitionRefused:
+        # refused after a retry: the first attempt committed and only its answer was lost
+        current = ledger.get(job_id)
+        if current is None or current.status != JobStatus.SUCCESS or \
+                current.result_uri != result["result_uri"]:
+            raise
+    get_run_logger().info("job %s -> SUCCESS (%s)", job_id, result["result_uri"])
 
 
 async def _run_is_dead(flow_run_id: str) -> bool:
@@ -295,9 +320,7 @@ async def convert_file(source_uri: str, options: dict[str, Any] | None = None,
                     "result_uri": None, "preview_uri": None, "summary": None, "reused": False}
         result = await route(source_uri, dl["local_path"], dl["sha256"], src["name"], options,
                              job_id=job.job_id, owner=owner)
-        record_job_state.with_options(**ro)(job.job_id, "SUCCESS", owner, {
-            "stage": "done", "progress": 100.0, "result_uri": result["result_uri"],
-            "preview_uri": result.get("preview_uri")})
+        await _record_success(ledger, job.job_id, owner, result)
         outcome = {"job_id": job.job_id, "flow_run_id": owner, "status": "SUCCESS",
                    "result_uri": result["result_uri"], "preview_uri": result.get("preview_uri"),
                    "summary": result.get("summary"), "reused": result.get("reused", False)}

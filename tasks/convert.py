@@ -1,4 +1,4 @@
-"""The conversion tasks: validate, download, convert + store, record state, call back.
+"""The conversion tasks: validate, download, convert + store, call back.
 
 Each task is thin: it loads through the object store or the ledger, calls the pure
 ``cad2gltf`` core, stores, and returns keys, hashes and small metadata. Retries apply
@@ -34,7 +34,6 @@ __all__ = [
     "idempotency_key",
     "notify_callback",
     "options_hash",
-    "record_job_state",
     "result_prefix",
     "store_id",
     "store_result",
@@ -234,22 +233,6 @@ def store_result(store: Any, keys: dict[str, str], result: Any, sha256: str,
     store.put_bytes(keys["manifest"], json.dumps(manifest, sort_keys=True).encode(),
                     "application/json")
     return manifest
-
-
-@task(name="record_job_state", task_run_name="job {job_id} -> {status}")
-def record_job_state(job_id: str, status: str, owner: str | None = None,
-                     fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Apply one ledger transition atomically; a refused transition raises.
-
-    Returns:
-        The job row as a small dict (status, attempts, uris).
-    """
-    from tasks.ledger import JobStatus
-    from tasks.runtime import get_ledger
-
-    job = get_ledger().transition(job_id, JobStatus(status), owner=owner, **(fields or {}))
-    return {"job_id": job.job_id, "status": job.status.value, "attempts": job.attempts,
-            "result_uri": job.result_uri, "preview_uri": job.preview_uri}
 
 
 @task(name="notify_callback", task_run_name="callback {url}")

@@ -156,11 +156,10 @@ async def cached_task_options(settings: PipelineSettings | None = None) -> dict[
 
 def retry_options(settings: PipelineSettings | None = None) -> dict[str, Any]:
     """Task options for retrying transient errors with exponential backoff and jitter."""
-    from tasks.retry import retry_if_transient
+    from tasks.retry import retry_delays, retry_if_transient
 
     settings = settings or get_settings()
-    delays = [min(settings.retry_backoff_seconds * 2 ** i, settings.retry_backoff_max_seconds)
-              for i in range(settings.task_retries)]
+    delays = retry_delays(settings)
     return {
         "retries": settings.task_retries,
         "retry_delay_seconds": delays or 0,

@@ -226,6 +226,61 @@ def test_storage_outage_is_retried_then_succeeds(pipeline, flaky_proxy, monkeypa
     assert get_ledger().get(out["job_id"]).status.value == "SUCCESS"
 
 
+def _terminate_ledger_connections(pg_dsn: str) -> None:
+    """Kill the ledger's pooled PostgreSQL connections server-side (a database restart or
+    a dropped network path, as the next statement on them finds out)."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    admin = psycopg2.connect(pg_dsn, connect_timeout=5)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'cad2gltf-ledger' AND datname = %s",
+                        (urlsplit(pg_dsn).path.lstrip("/"),))
+    finally:
+        admin.close()
+
+
+def test_ledger_connection_lost_at_claim_and_at_success_is_retried(pipeline, pg_dsn,
+                                                                   monkeypatch):
+    """The flow's own ledger calls (claim, SUCCESS) are not task runs but are retried on
+    transient errors all the same: each meets a dead database connection once."""
+    from cad2gltf.errors import NetworkError
+    from flows.convert import convert_file
+    from tasks.ledger import JobStatus
+    from tasks.runtime import get_ledger
+
+    ledger = get_ledger()
+    real = ledger.transition
+    failed: list[JobStatus] = []
+
+    def transition(job_id, to_status, **kwargs):
+        status = JobStatus(to_status)
+        first = status in (JobStatus.RUNNING, JobStatus.SUCCESS) and status not in failed
+        if first:
+            _terminate_ledger_connections(pg_dsn)
+        try:
+            return real(job_id, to_status, **kwargs)
+        except NetworkError:
+            if first:
+                failed.append(status)
+            raise
+
+    monkeypatch.setattr(ledger, "transition", transition)
+    out = _run(convert_file(pipeline.upload("dbflap.dxf", _plan_bytes(seed=5))))
+    assert failed == [JobStatus.RUNNING, JobStatus.SUCCESS]  # both calls really failed once
+    assert out["status"] == "SUCCESS"
+    assert_valid_glb(pipeline.fetch(out["result_uri"]))
+    job = ledger.get(out["job_id"])
+    assert job.status == JobStatus.SUCCESS and job.result_uri == out["result_uri"]
+    assert job.attempts == 1  # the failed claim wrote nothing; the retry claimed once
+    changes = [(e.from_status, e.to_status) for e in ledger.events(out["job_id"])]
+    assert changes.count(("RUNNING", "SUCCESS")) == 1
+
+
 def test_two_concurrent_runs_of_one_job_make_one_result(pipeline):
     from flows.convert import convert_file
     from tasks.runtime import get_ledger
