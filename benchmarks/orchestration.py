@@ -1,7 +1,7 @@
 """Orchestration overhead: the same drawings through the pure core and through the
 ``convert-file`` flow (Prefect's local API, warm process), per file.
 
-    PYTHONPATH=. python benchmarks/orchestration.py [--repeat 5]
+    PYTHONPATH=. python benchmarks/orchestration.py [--repeat 7] [--busy 1]
 
 Every flow run converts content it has not seen (the drawing with a different DXF
 comment in front: another sha256, so no cache hit), so it does the whole work:
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,29 +83,9 @@ def core_once(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--settle", type=float, default=1.0,
-                    help="seconds of quiet before each measured run")
-    ap.add_argument("--fresh-home", action="store_true",
-                    help="empty store, ledger and connections for every run")
-    ap.add_argument("--plain-process", action="store_true",
-                    help="do not prepare the process as a prefork worker child does "
-                         "(Prefect's client TLS contexts then cost ~30 ms per client)")
-    args = ap.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if not args.plain_process:
-        from workers.child import _share_client_tls_contexts
-
-        _share_client_tls_contexts()  # what every warm child of cad2gltf-prefork does
-    base = Path(tempfile.mkdtemp(prefix="cad2gltf-orch-"))
-    files = drawings()
-    t0 = time.perf_counter()
-    os.environ.pop("CAD2GLTF_HOME", None)
-    asyncio.run(flow_once(next(iter(files.values())), base, True))  # start the local API
-    print(f"first flow run (starts Prefect's local API): {time.perf_counter() - t0:.1f} s\n")
+def measure(files: dict[str, Path], base: Path, args: argparse.Namespace) -> list[tuple]:
+    """Per drawing: median core seconds, median flow seconds, median and worst same-run
+    overhead."""
     rows = []
     for label, path in files.items():
         core, flow, inner = [], [], []
@@ -118,18 +99,58 @@ def main() -> int:
             flow.append(total)
             inner.append(total - converting)
         rows.append((label, statistics.median(core), statistics.median(flow),
-                     statistics.median(inner)))
+                     statistics.median(inner), max(inner)))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds of quiet before each measured run")
+    ap.add_argument("--fresh-home", action="store_true",
+                    help="empty store, ledger and connections for every run")
+    ap.add_argument("--plain-process", action="store_true",
+                    help="do not prepare the process as a prefork worker child does "
+                         "(Prefect's client TLS contexts then cost ~30 ms per client)")
+    ap.add_argument("--busy", type=int, default=0,
+                    help="keep N other processes spinning on the CPU while measuring (as "
+                         "a second worker child converting beside this one would)")
+    args = ap.parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not args.plain_process:
+        from workers.child import _share_client_tls_contexts
+
+        _share_client_tls_contexts()  # what every warm child of cad2gltf-prefork does
+    base = Path(tempfile.mkdtemp(prefix="cad2gltf-orch-"))
+    files = drawings()
+    t0 = time.perf_counter()
+    os.environ.pop("CAD2GLTF_HOME", None)
+    asyncio.run(flow_once(next(iter(files.values())), base, True))  # start the local API
+    print(f"first flow run (starts Prefect's local API): {time.perf_counter() - t0:.1f} s\n")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(args.busy)]
+    try:
+        rows = measure(files, base, args)
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
     print(f"{'drawing':28} {'core s':>8} {'flow s':>8} {'overhead s':>10} {'overhead %':>10} "
-          f"{'same-run s':>10}")
-    print("-" * 79)
-    for label, core, flow, inner in rows:
+          f"{'same-run s':>10} {'worst':>7}")
+    print("-" * 87)
+    for label, core, flow, inner, worst in rows:
         over = flow - core
         print(f"{label:28} {core:8.3f} {flow:8.3f} {over:10.3f} {100 * over / core:9.0f}% "
-              f"{inner:10.3f}")
+              f"{inner:10.3f} {worst:7.3f}")
     print("\noverhead = flow - core (separate runs); same-run = flow minus the conversion "
-          "call timed inside that flow run (the load on the machine cancels out)")
+          "call timed inside that flow run (the load on the machine cancels out); worst = "
+          "the largest same-run overhead of the runs")
     mode = "fresh home per run" if args.fresh_home else "one home, new content per run"
     mode += ", plain process" if args.plain_process else ", process prepared like a warm child"
+    if args.busy:
+        mode += f", {args.busy} busy process(es) beside it"
     print(f"\nmedians of {args.repeat} interleaved runs each, {args.settle:g} s settle time, "
           f"{mode}; target: overhead <= 0.3 s per file (10k)")
     return 0
