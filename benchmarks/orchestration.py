@@ -111,7 +111,8 @@ def main() -> int:
     ap.add_argument("--fresh-home", action="store_true",
                     help="empty store, ledger and connections for every run")
     ap.add_argument("--plain-process", action="store_true",
-                    help="do not prepare the process as a prefork worker child does "
+                    help="do not prepare the process as a prefork worker child and the "
+                         "CLI do "
                          "(Prefect's client TLS contexts then cost ~30 ms per client)")
     ap.add_argument("--busy", type=int, default=0,
                     help="keep N other processes spinning on the CPU while measuring (as "
@@ -120,9 +121,9 @@ def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if not args.plain_process:
-        from workers.child import _share_client_tls_contexts
+        from tasks.runtime import share_client_tls_contexts
 
-        _share_client_tls_contexts()  # what every warm child of cad2gltf-prefork does
+        share_client_tls_contexts()  # what warm children of cad2gltf-prefork and the CLI do
     base = Path(tempfile.mkdtemp(prefix="cad2gltf-orch-"))
     files = drawings()
     t0 = time.perf_counter()

@@ -20,8 +20,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cad2gltf import cli as core_cli
 from cad2gltf.errors import ConversionError, InvalidInputError, classify
@@ -30,12 +31,17 @@ from cad2gltf.validate import validate_filename
 __all__ = ["main"]
 
 
-def _quiet_prefect(verbose: bool) -> None:
+def _prepare_prefect(verbose: bool) -> None:
+    """Settings before Prefect is imported, then one set of client TLS contexts for the
+    whole command (it creates clients per file or per message)."""
     # no internet here or on kiosks' build hosts: the local API must not phone home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_EXTRA_LEVEL", "WARNING")
+    from tasks.runtime import share_client_tls_contexts
+
+    share_client_tls_contexts()
 
 
 async def _convert_all(args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -126,12 +132,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cad2gltf: error: cannot create {args.out}: {exc.strerror}", file=sys.stderr)
         return core_cli.EXIT_USAGE
-    _quiet_prefect(args.verbose)
+    _prepare_prefect(args.verbose)
     return asyncio.run(_convert_all(args, raw))
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    _quiet_prefect(False)
+    _prepare_prefect(False)
     from tasks.ledger import JobStatus
     from tasks.runtime import get_ledger
 
@@ -169,7 +175,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from flows.listener import Listener
 
-    _quiet_prefect(False)
+    _prepare_prefect(False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     listener = Listener()
     listener.install_signal_handlers()
@@ -188,7 +194,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from tasks.messages import ConversionRequest
     from tasks.runtime import get_store
 
-    _quiet_prefect(False)
+    _prepare_prefect(False)
     settings = get_settings()
     try:
         options = core_cli._load_options(args.options)
@@ -235,7 +241,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     from tasks.deadletters import requeue_letter, take_letters
     from tasks.runtime import get_ledger
 
-    _quiet_prefect(False)
+    _prepare_prefect(False)
     settings = get_settings()
     conn = connect()
     found = False

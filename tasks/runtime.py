@@ -1,4 +1,5 @@
-"""Resolve the pipeline's connections once per process: object store, job ledger.
+"""Resolve the pipeline's connections once per process: object store, job ledger, and
+the TLS contexts of Prefect's clients.
 
 Blocks win when they exist on the Prefect server (``ObjectStorage`` named
 ``settings.storage_block``, ``JobStore`` named ``settings.ledger_block``); otherwise the
@@ -16,7 +17,14 @@ from blocks.settings import PipelineSettings, get_settings
 from tasks.ledger import JobLedger, open_ledger
 from tasks.storage import ObjectStore
 
-__all__ = ["get_ledger", "get_store", "ledger_dsn", "reset_runtime", "retry_options"]
+__all__ = [
+    "get_ledger",
+    "get_store",
+    "ledger_dsn",
+    "reset_runtime",
+    "retry_options",
+    "share_client_tls_contexts",
+]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -166,3 +174,45 @@ def retry_options(settings: PipelineSettings | None = None) -> dict[str, Any]:
         "retry_jitter_factor": settings.retry_jitter_factor if delays else None,
         "retry_condition_fn": retry_if_transient,
     }
+
+
+class _ReusedTLSContexts:
+    """Stands in for the ``ssl`` module inside Prefect's client module only.
+
+    Prefect builds a new ``SSLContext`` (parsing the whole CA bundle) for every client it
+    creates -- three or four per flow run, 40-60 ms each here. A fresh engine process pays
+    that once per run anyway; a warm child would pay it again for every run. Contexts
+    are built once per set of arguments and shared, which ``SSLContext`` supports (it is
+    meant to serve many connections); everything else is the real ``ssl`` module.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._contexts: dict[tuple[Any, ...], Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._contexts[key] = self._real.create_default_context(*args, **kwargs)
+        return ctx
+
+
+def share_client_tls_contexts() -> None:
+    """Let every Prefect client of this process share its TLS contexts (idempotent).
+
+    For processes that create many clients: warm worker children, the CLI converting a
+    list of files, the listener (a client per ``run_deployment``). Without it each flow
+    run pays for building three or four contexts.
+    """
+    import ssl
+
+    try:
+        import prefect.client.orchestration as orchestration
+    except ImportError:  # pragma: no cover - Prefect is always there
+        return
+    if getattr(orchestration, "ssl", None) is ssl:
+        orchestration.ssl = _ReusedTLSContexts(ssl)  # type: ignore[attr-defined]

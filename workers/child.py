@@ -65,42 +65,6 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-class _ReusedTLSContexts:
-    """Stands in for the ``ssl`` module inside Prefect's client module only.
-
-    Prefect builds a new ``SSLContext`` (parsing the whole CA bundle) for every client it
-    creates -- three or four per flow run, 40-60 ms each here. A fresh engine process pays
-    that once per run anyway; a warm child would pay it again for every run. Contexts
-    are built once per set of arguments and shared, which ``SSLContext`` supports (it is
-    meant to serve many connections); everything else is the real ``ssl`` module.
-    """
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self._contexts: dict[tuple[Any, ...], Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
-        key = (args, tuple(sorted(kwargs.items())))
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = self._contexts[key] = self._real.create_default_context(*args, **kwargs)
-        return ctx
-
-
-def _share_client_tls_contexts() -> None:
-    import ssl
-
-    try:
-        import prefect.client.orchestration as orchestration
-    except ImportError:  # pragma: no cover - Prefect is always there in a worker
-        return
-    if getattr(orchestration, "ssl", None) is ssl:
-        orchestration.ssl = _ReusedTLSContexts(ssl)  # type: ignore[attr-defined]
-
-
 def _reset_engine_process_state() -> None:
     """Undo what one engine run leaves in Prefect's per-process state.
 
@@ -269,7 +233,9 @@ def child_main(conn: Connection, index: int, warmup: tuple[str, ...],
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     started = time.perf_counter()
     cold = [name for name in preload if name not in sys.modules]
-    _share_client_tls_contexts()
+    from tasks.runtime import share_client_tls_contexts
+
+    share_client_tls_contexts()
     try:
         for name in cold:
             importlib.import_module(name)
