@@ -225,7 +225,8 @@ async def _record_success(ledger: Any, job_id: str, owner: str,
             lambda: ledger.transition(job_id, JobStatus.SUCCESS, owner=owner, **fields),
             what=f"recording job {job_id} SUCCESS")
     except TransitionRefused:
-        # refused after a retry: the first attempt committed and only its answer was lost
+        # fine when the row already holds this result: after a retry, the first attempt
+        # committed and only its answer was lost
         current = ledger.get(job_id)
         if current is None or current.status != JobStatus.SUCCESS or \
                 current.result_uri != result["result_uri"]:
