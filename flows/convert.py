@@ -21,6 +21,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 
 from cad2gltf.errors import ConversionError, InvalidInputError, classify
 from cad2gltf.options import ConvertOptions
+from flows.caching import run_fresh
 from flows.pdf import convert_pdf, run_pdf_tasks
 from tasks.convert import (
     check_callback_url,
@@ -50,15 +51,10 @@ async def _convert_downloaded(source_uri: str, local_path: str, sha256: str, nam
     :func:`flows.pdf.run_pdf_tasks`)."""
     from tasks.runtime import cached_task_options, get_store
 
-    run = convert_drawing.with_options(**(await cached_task_options()))
-    result = run(local_path, sha256, name, options, job_id=job_id, owner=owner)
-    if not get_store().exists(result["manifest_uri"]):
-        # a cached record whose files are gone (cleaned up, or another store): redo it
-        get_run_logger().warning("cached result %s is missing; converting again",
-                                 result["manifest_uri"])
-        result = run.with_options(refresh_cache=True)(
-            local_path, sha256, name, options, job_id=job_id, owner=owner)
-    return result
+    store = get_store()
+    return await run_fresh(convert_drawing.with_options(**(await cached_task_options())),
+                           local_path, sha256, name, options, job_id=job_id, owner=owner,
+                           outputs_exist=lambda result: store.exists(result["manifest_uri"]))
 
 
 @flow(name="convert-dxf", flow_run_name="convert-dxf {name}", retries=0)

@@ -16,22 +16,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from cad2gltf.errors import InvalidInputError
+from flows.caching import is_cached, run_fresh
 from tasks.convert import download_source
 
 __all__ = ["convert_pdf", "run_pdf_tasks"]
-
-
-def _fresh(task: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Run a content-cached PDF task; a cached result whose stored outputs are gone
-    (cleaned up, or another store) is computed again."""
-    from tasks.pdf import outputs_exist
-
-    result = task(*args, **kwargs)
-    if not outputs_exist(result):
-        get_run_logger().warning("cached %s result is missing from the store; running it "
-                                 "again", task.name)
-        result = task.with_options(refresh_cache=True)(*args, **kwargs)
-    return result
 
 
 async def run_pdf_tasks(local_path: str, sha256: str, name: str,
@@ -73,8 +61,8 @@ async def run_pdf_tasks(local_path: str, sha256: str, name: str,
     batches: list[tuple[list[dict[str, Any]], Any]] = []
     total = 1
     while len(chunks) < total:
-        got = _fresh(extract, local_path, sha256, name, options, len(chunks),
-                     job_id=job_id, owner=owner)
+        got = await run_fresh(extract, local_path, sha256, name, options, len(chunks),
+                              job_id=job_id, owner=owner, outputs_exist=outputs_exist)
         total = got["chunks"]
         chunks.append(got)
         waiting += [{"index": p["index"], "det_key": p["det_key"]}
@@ -87,12 +75,12 @@ async def run_pdf_tasks(local_path: str, sha256: str, name: str,
     detections = []
     for _part, (args, span, future) in batches:
         found = future.result()
-        if not outputs_exist(found):
+        if is_cached(future.state) and not outputs_exist(found):
             logger.warning("cached detections %s are missing; detecting again", found["key"])
             found = detect.with_options(refresh_cache=True)(*args, **span)
         detections.append(found["key"])
-    return _fresh(build, local_path, sha256, name, options, chunks, detections,
-                  job_id=job_id, owner=owner)
+    return await run_fresh(build, local_path, sha256, name, options, chunks, detections,
+                           job_id=job_id, owner=owner, outputs_exist=outputs_exist)
 
 
 @flow(name="convert-pdf", flow_run_name="convert-pdf {source_uri}", retries=0)

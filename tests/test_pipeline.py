@@ -226,6 +226,44 @@ def test_storage_outage_is_retried_then_succeeds(pipeline, flaky_proxy, monkeypa
     assert get_ledger().get(out["job_id"]).status.value == "SUCCESS"
 
 
+def test_cached_result_whose_files_are_gone_is_converted_again(pipeline):
+    """Cleanup removed a result whose cache record lives on: the record is not trusted,
+    the conversion runs again into the same keys."""
+    from flows.convert import convert_file
+
+    data = _plan_bytes(seed=6)
+    first = _run(convert_file(pipeline.upload("gone.dxf", data)))
+    stored = pipeline.keys("store/results/")
+    assert stored
+    pipeline.s3.client.delete_objects(Bucket=pipeline.bucket, Delete={
+        "Objects": [{"Key": k} for k in stored]})
+    second = _run(convert_file(pipeline.upload("gone.dxf", data)))
+    assert second["status"] == "SUCCESS" and second["result_uri"] == first["result_uri"]
+    assert_valid_glb(pipeline.fetch(second["result_uri"]))
+    assert pipeline.keys("store/results/") == stored
+    runs = _run(_settled_task_runs(second["flow_run_id"], "convert_drawing"))
+    assert sorted(r.state.name for r in runs) == ["Cached", "Completed"]
+
+
+def test_fresh_conversion_does_not_check_its_own_manifest_again(pipeline, flaky_proxy,
+                                                               monkeypatch):
+    """No needless round trip: after a conversion stored its manifest, nothing reads or
+    checks it again in that run (only a result from the cache is checked)."""
+    from flows.convert import convert_file
+    from tasks.runtime import reset_runtime
+
+    uri = pipeline.upload("once.dxf", _plan_bytes(seed=7))
+    proxy = flaky_proxy(pipeline.s3.endpoint_url, fail_first=0)
+    monkeypatch.setenv("CAD2GLTF_S3_ENDPOINT_URL", proxy.url)
+    reset_runtime()
+    out = _run(convert_file(uri))
+    assert out["status"] == "SUCCESS" and not out["reused"]
+    manifest = [(method, status) for method, path, status in proxy.requests
+                if path.split("?")[0].endswith("/manifest.json")]
+    put = manifest.index(("PUT", 200))
+    assert manifest[put + 1:] == []
+
+
 def _terminate_ledger_connections(pg_dsn: str) -> None:
     """Kill the ledger's pooled PostgreSQL connections server-side (a database restart or
     a dropped network path, as the next statement on them finds out)."""
